@@ -1,0 +1,1 @@
+"""behaviors: see design.md."""

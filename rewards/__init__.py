@@ -1,0 +1,1 @@
+"""rewards: see design.md."""

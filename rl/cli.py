@@ -1,0 +1,99 @@
+"""The `pcdrl` command line. Each verb reads a YAML config plus dotted overrides and writes a run folder.
+
+    pcdrl pretrain configs/pcd/quickstart.yaml --out runs/pcd-quickstart train.steps=100
+    pcdrl label runs/pcd-quickstart/pcd --out runs/label-quickstart
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _add_run_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, default=None, help="run folder (config.yaml, metrics.jsonl, summary.json)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pcdrl",
+        description="Train Predictive Concept Decoders that help people predict models.",
+        epilog="Any verb also takes dotted config overrides anywhere on the line: pcd.k=8 train.steps=50",
+    )
+    verbs = parser.add_subparsers(dest="verb", required=True)
+
+    pre = verbs.add_parser("pretrain", help="pretrain a PCD on the subject model's activations")
+    pre.add_argument("config", type=Path, help="YAML config, e.g. configs/pcd/quickstart.yaml")
+    pre.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    _add_run_args(pre)
+
+    lab = verbs.add_parser("label", help="label a PCD's concepts and score the labels (auto-interp)")
+    lab.add_argument("checkpoint", type=Path, help="PCD checkpoint folder, e.g. runs/pcd-quickstart/pcd")
+    lab.add_argument("--config", type=Path, default=None, help="YAML config for labelling (default: built-in defaults)")
+    _add_run_args(lab)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # Overrides (key=value) may stand anywhere on the line; anything else unknown is an error.
+    args.overrides = [item for item in extra if "=" in item and not item.startswith("-")]
+    stray = [item for item in extra if item not in args.overrides]
+    if stray:
+        parser.error(f"unrecognized arguments: {' '.join(stray)} (overrides look like section.field=value)")
+    from configs.loader import ConfigError
+    from configs.signals import StopRequested
+    from models import ModelNotAvailableError
+
+    try:
+        if args.verb == "pretrain":
+            return _pretrain(args)
+        if args.verb == "label":
+            return _label(args)
+    except (ConfigError, ModelNotAvailableError, ValueError, FileNotFoundError) as err:
+        print(f"pcdrl {args.verb}: error: {err}", file=sys.stderr)
+        return 2
+    except StopRequested as stop:
+        print(f"pcdrl {args.verb}: {stop}", file=sys.stderr)
+        return 130
+    return 1
+
+
+def _refuse_existing(out: Path, resume: bool) -> None:
+    if not resume and (out / "checkpoints").exists():
+        raise ValueError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
+
+
+def _pretrain(args) -> int:
+    import json
+
+    from configs.loader import load_config
+    from pcd.config import PretrainRunConfig
+    from pcd.pretrain import pretrain
+
+    cfg = load_config(PretrainRunConfig, args.config, args.overrides)
+    out = args.out or Path("runs") / f"pretrain-{args.config.stem}"
+    _refuse_existing(out, args.resume)
+    summary = pretrain(cfg, out, resume=args.resume)
+    print(json.dumps(summary, indent=2))
+    print(f"PCD checkpoint: {out / 'pcd'}", file=sys.stderr)
+    return 0
+
+
+def _label(args) -> int:
+    import json
+
+    from configs.loader import load_config
+    from pcd.labels_config import LabelRunConfig
+    from pcd.labelling import label_checkpoint
+
+    cfg = load_config(LabelRunConfig, args.config, args.overrides)
+    out = args.out or args.checkpoint.parent / "label"
+    summary = label_checkpoint(args.checkpoint, cfg, out)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
