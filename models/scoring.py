@@ -1,0 +1,60 @@
+"""Score text with a causal LM: next-token log-probs of candidate answers, batched.
+
+Judges and simulators never parse generated text: small LMs answer "No" to everything, so
+they read the probability the model puts on each option instead.
+"""
+from __future__ import annotations
+
+import torch
+
+
+def candidate_token_ids(tokenizer, candidates: list[str]) -> list[int]:
+    """The first token of each candidate string (e.g. " Yes", " No"); they must differ."""
+    ids = [tokenizer(c, add_special_tokens=False)["input_ids"][0] for c in candidates]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"candidates {candidates} share a first token; use answers that start differently")
+    return ids
+
+
+@torch.no_grad()
+def next_token_logprobs(model, tokenizer, prompts: list[str], candidates: list[str], batch_size: int = 16) -> torch.Tensor:
+    """log p(candidate first token | prompt) for every prompt -> [N, C], normalised over the vocabulary."""
+    ids = candidate_token_ids(tokenizer, candidates)
+    device = next(model.parameters()).device
+    previous_side = tokenizer.padding_side
+    tokenizer.padding_side = "left"  # the last position is then every row's next-token position
+    try:
+        rows = []
+        for start in range(0, len(prompts), batch_size):
+            batch = tokenizer(prompts[start : start + batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
+            logits = model(
+                input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device), use_cache=False
+            ).logits[:, -1].float()
+            rows.append(torch.log_softmax(logits, dim=-1)[:, ids].cpu())
+    finally:
+        tokenizer.padding_side = previous_side
+    return torch.cat(rows) if rows else torch.empty(0, len(candidates))
+
+
+@torch.no_grad()
+def generate_greedy(model, tokenizer, prompts: list[str], max_new_tokens: int = 16, batch_size: int = 8) -> list[str]:
+    """Greedy continuations (new text only), batched with left padding."""
+    device = next(model.parameters()).device
+    previous_side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    outputs: list[str] = []
+    try:
+        for start in range(0, len(prompts), batch_size):
+            batch = tokenizer(prompts[start : start + batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
+            generated = model.generate(
+                input_ids=batch["input_ids"].to(device),
+                attention_mask=batch["attention_mask"].to(device),
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+            new_tokens = generated[:, batch["input_ids"].shape[1] :]
+            outputs.extend(tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
+    finally:
+        tokenizer.padding_side = previous_side
+    return outputs

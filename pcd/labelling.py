@@ -1,0 +1,230 @@
+"""`pcdrl label CHECKPOINT`: write a human-readable label per concept and score it (auto-interp).
+
+    held-out windows ─► S ─► encoder ─► top-activating contexts per concept
+        even windows ─► explainer LM (or token statistics) ─► label
+        odd windows  ─► simulator LM reads only the label ─► detection AUROC, vs shuffled labels
+"""
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from rich.console import Console
+
+from configs.loader import from_dict
+from configs.progress import progress_bar
+from configs.rundir import RunDir
+from models import load_model, load_tokenizer
+from models.scoring import generate_greedy, next_token_logprobs
+from pcd.autointerp import NO_LABEL, auroc, bootstrap_ci, derangement, pearson, simulator_prompt
+from pcd.checkpoint import write_concepts
+from pcd.config import CorpusConfig, WindowConfig
+from pcd.corpus import Windows, build_windows
+from pcd.examples import Firing, firings_by_concept, render_context, split_by_window, token_statistics_label
+from pcd.labels_config import LabelConfig, LabelRunConfig
+from pcd.model import PCD
+
+console = Console(stderr=True)
+
+EXPLAINER_PROMPT = (
+    "Below are short text excerpts. In each one, a word is marked with [[double brackets]].\n"
+    "{examples}\n"
+    "In three to six words, what do the marked words have in common?"
+)
+
+
+def label_checkpoint(checkpoint: str | Path, cfg: LabelRunConfig, out: str | Path) -> dict:
+    started = time.time()
+    label_cfg = cfg.label
+    if label_cfg.threads:
+        torch.set_num_threads(label_cfg.threads)
+    run = RunDir(out, cfg, command=f"pcdrl label {checkpoint}")
+    pcd = PCD.from_pretrained(checkpoint)
+    pcd.eval()
+    windows = _labelling_windows(pcd, label_cfg)
+    firings = _encode_windows(pcd, windows, label_cfg)
+
+    selected = _select_concepts(firings, label_cfg)
+    if len(selected) < 2:
+        raise ValueError(
+            f"only {len(selected)} concepts fire at least {label_cfg.min_examples} times on each half of the "
+            f"labelling text; raise label.label_windows or lower label.min_examples"
+        )
+    token_labels = {c: token_statistics_label(pcd.tokenizer, windows, split_by_window(firings[c], 0)) for c in selected}
+    labels = _lm_labels(pcd, windows, firings, selected, label_cfg) if label_cfg.labeller == "lm" else token_labels
+
+    scores = _score_labels(pcd, windows, firings, selected, labels, label_cfg)
+    concepts = _concepts_json(pcd, windows, firings, selected, labels, token_labels, scores, label_cfg)
+    write_concepts(checkpoint, concepts)
+    run.log({"stage": "scored", "concepts": len(selected)})
+    summary = _summary(scores, selected, firings, pcd, label_cfg, time.time() - started)
+    run.write_summary(summary)
+    run.close()
+    return summary
+
+
+# --- text ------------------------------------------------------------------------------------
+
+
+def _labelling_windows(pcd: PCD, cfg: LabelConfig) -> torch.Tensor:
+    """Windows of the pretraining corpus that pretraining never trained on, as prefix+middle token rows."""
+    data = pcd.training_data
+    if not data:
+        raise ValueError("the checkpoint has no training_data in config.json; re-save it with this version of pcdrl pretrain")
+    corpus = from_dict(CorpusConfig, {**data["corpus"], "max_windows": max(cfg.label_windows, data["corpus"]["max_windows"])})
+    window = from_dict(WindowConfig, data["window"])
+    seen = build_windows(from_dict(CorpusConfig, data["corpus"]), window, pcd.tokenizer, seed=data["seed"]).train
+    candidates = build_windows(corpus, window, pcd.tokenizer, seed=data["seed"] + 7919)
+    rows = torch.cat([candidates.heldout, candidates.train])
+    seen_rows = {tuple(r) for r in seen.tolist()}
+    kept = [r for r in rows.tolist() if tuple(r) not in seen_rows][: cfg.label_windows]
+    console.log(f"labelling on {len(kept)} windows unseen in pretraining")
+    return torch.tensor(kept, dtype=torch.long)[:, : window.prefix_len + window.middle_len]
+
+
+@torch.no_grad()
+def _encode_windows(pcd: PCD, windows: torch.Tensor, cfg: LabelConfig) -> dict[int, list[Firing]]:
+    prefix = pcd.training_data["window"]["prefix_len"]
+    indices, values = [], []
+    with progress_bar() as bar:
+        task = bar.add_task("encoding", total=len(windows), status="")
+        for start in range(0, len(windows), 32):
+            acts = pcd.read_activations(windows[start : start + 32], slice(prefix, windows.shape[1]))
+            out = pcd.encode(acts)
+            indices.append(out.top_indices.cpu())
+            values.append(out.top_values.cpu())
+            bar.advance(task, len(acts))
+    return firings_by_concept(torch.cat(indices), torch.cat(values), offset=prefix)
+
+
+def _select_concepts(firings: dict[int, list[Firing]], cfg: LabelConfig) -> list[int]:
+    eligible = sorted(
+        c for c, fs in firings.items()
+        if len(split_by_window(fs, 0)) >= cfg.min_examples and len(split_by_window(fs, 1)) >= cfg.min_examples
+    )
+    rng = random.Random(cfg.seed)
+    return sorted(rng.sample(eligible, min(cfg.max_concepts, len(eligible))))
+
+
+# --- labels ----------------------------------------------------------------------------------
+
+
+def _lm_labels(pcd: PCD, windows, firings, selected: list[int], cfg: LabelConfig) -> dict[int, str]:
+    explainer = load_model(cfg.explainer_model)
+    tokenizer = load_tokenizer(cfg.explainer_model)
+    prompts = []
+    for concept in selected:
+        examples = split_by_window(firings[concept], 0)[: cfg.explain_examples]
+        lines = "\n".join(
+            f"{i + 1}. {render_context(pcd.tokenizer, windows[f.window], f.position, cfg.context_after)}"
+            for i, f in enumerate(examples)
+        )
+        prompts.append(_chat(tokenizer, EXPLAINER_PROMPT.format(examples=lines)))
+    with console.status(f"explainer writing {len(prompts)} labels"):
+        answers = generate_greedy(explainer, tokenizer, prompts, max_new_tokens=16, batch_size=cfg.batch_size)
+    labels = {}
+    for concept, answer in zip(selected, answers):
+        text = answer.strip().split("\n")[0].strip(" .\"'")
+        labels[concept] = text or token_statistics_label(pcd.tokenizer, windows, split_by_window(firings[concept], 0))
+    return labels
+
+
+def _chat(tokenizer, message: str) -> str:
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template([{"role": "user", "content": message}], tokenize=False, add_generation_prompt=True)
+    return f"{message}\nAnswer:"
+
+
+# --- scoring ---------------------------------------------------------------------------------
+
+
+def _score_labels(pcd: PCD, windows, firings, selected: list[int], labels: dict[int, str], cfg: LabelConfig) -> dict:
+    """Detection AUROC and Pearson per concept, for real labels and for shuffled ones."""
+    rng = random.Random(cfg.seed + 1)
+    cases = []  # (concept, context, true activation, is_positive)
+    for concept in selected:
+        fired = split_by_window(firings[concept], 1)
+        fired_at = {(f.window, f.position) for f in firings[concept]}
+        for f in fired[: cfg.score_positives]:
+            cases.append((concept, render_context(pcd.tokenizer, windows[f.window], f.position, cfg.context_after), f.value, True))
+        negatives = 0
+        prefix = pcd.training_data["window"]["prefix_len"]
+        while negatives < cfg.score_negatives:
+            w = rng.randrange(1, len(windows), 2)  # odd windows only: the scoring half
+            p = rng.randrange(prefix, windows.shape[1])
+            if (w, p) in fired_at:
+                continue
+            cases.append((concept, render_context(pcd.tokenizer, windows[w], p, cfg.context_after), 0.0, False))
+            negatives += 1
+
+    shuffled_from = derangement(len(selected), cfg.seed)
+    shuffled = {c: labels[selected[j]] for c, j in zip(selected, shuffled_from)}
+    simulator = load_model(cfg.simulator_model)
+    tokenizer = load_tokenizer(cfg.simulator_model)
+    contexts = [c[1] for c in cases]
+    prompts = (
+        [simulator_prompt(labels[c[0]], c[1]) for c in cases]
+        + [simulator_prompt(shuffled[c[0]], c[1]) for c in cases]
+        + [simulator_prompt(NO_LABEL, ctx) for ctx in contexts]
+    )
+    with console.status(f"simulator scoring {len(prompts)} prompts"):
+        logprobs = next_token_logprobs(simulator, tokenizer, prompts, [" Yes", " No"], batch_size=cfg.batch_size)
+    yes_minus_no = (logprobs[:, 0] - logprobs[:, 1]).view(3, len(cases))
+    calibrated = {"real": yes_minus_no[0] - yes_minus_no[2], "shuffled": yes_minus_no[1] - yes_minus_no[2]}
+
+    concept_of = torch.tensor([c[0] for c in cases])
+    positive = torch.tensor([c[3] for c in cases])
+    activation = torch.tensor([c[2] for c in cases])
+    result = {name: {"auroc": {}, "pearson": {}} for name in calibrated}
+    for name, scores in calibrated.items():
+        for concept in selected:
+            rows = concept_of == concept
+            result[name]["auroc"][concept] = auroc(scores[rows], positive[rows])
+            result[name]["pearson"][concept] = pearson(scores[rows], activation[rows])
+    result["shuffled_from"] = {c: selected[j] for c, j in zip(selected, shuffled_from)}
+    return result
+
+
+def _concepts_json(pcd, windows, firings, selected, labels, token_labels, scores, cfg: LabelConfig) -> dict:
+    total_tokens = len(windows) * (windows.shape[1] - pcd.training_data["window"]["prefix_len"])
+    entries = []
+    for concept in selected:
+        examples = split_by_window(firings[concept], 0)[:3]
+        entries.append({
+            "id": concept,
+            "label": labels[concept],
+            "token_label": token_labels[concept],
+            "autointerp_auroc": scores["real"]["auroc"][concept],
+            "autointerp_pearson": scores["real"]["pearson"][concept],
+            "autointerp_auroc_shuffled": scores["shuffled"]["auroc"][concept],
+            "firing_rate": len(firings[concept]) / total_tokens,
+            "top_examples": [render_context(pcd.tokenizer, windows[f.window], f.position, cfg.context_after) for f in examples],
+        })
+    return {**pcd.concepts, "labeller": cfg.labeller, "label_config": asdict(cfg), "concepts": entries}
+
+
+def _summary(scores, selected, firings, pcd, cfg: LabelConfig, wall: float) -> dict:
+    real = torch.tensor([scores["real"]["auroc"][c] for c in selected])
+    shuffled = torch.tensor([scores["shuffled"]["auroc"][c] for c in selected])
+    real_r = torch.tensor([scores["real"]["pearson"][c] for c in selected])
+    shuffled_r = torch.tensor([scores["shuffled"]["pearson"][c] for c in selected])
+    return {
+        "autointerp_score": real.nanmean().item(),
+        "autointerp_score_shuffled": shuffled.nanmean().item(),
+        "autointerp_score_ci95": bootstrap_ci(real),
+        "autointerp_score_shuffled_ci95": bootstrap_ci(shuffled),
+        "autointerp_gain_over_shuffled_ci95": bootstrap_ci(real - shuffled),
+        "autointerp_pearson": real_r.nanmean().item(),
+        "autointerp_pearson_shuffled": shuffled_r.nanmean().item(),
+        "metric": "detection AUROC (calibrated simulator yes-vs-no), mean over labelled concepts",
+        "labeller": cfg.labeller,
+        "explainer_model": cfg.explainer_model if cfg.labeller == "lm" else None,
+        "simulator_model": cfg.simulator_model,
+        "concepts_labelled": len(selected),
+        "concepts_firing": len(firings),
+        "n_concepts": pcd.config.n_concepts,
+        "wall_seconds": wall,
+    }

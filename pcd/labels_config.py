@@ -1,0 +1,57 @@
+"""Config for `pcdrl label CHECKPOINT`. Values live in configs/pcd/label_*.yaml."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from configs.loader import ConfigError
+
+
+@dataclass
+class LabelConfig:
+    """How concepts are labelled and how the labels are scored."""
+
+    labeller: Literal["tokens", "lm"] = "lm"
+    """`lm`: an explainer LM writes each label from top examples; `tokens`: token statistics (fast)."""
+    explainer_model: str = "smollm2-135m-instruct"
+    """Any models/ name; used when labeller is `lm`."""
+    simulator_model: str = "smollm2-135m-instruct"
+    """LM that reads only a label and predicts whether the concept fires on a context."""
+    label_windows: int = 1024
+    """Windows to cut for labelling; those seen in pretraining are dropped."""
+    max_concepts: int = 64
+    """Concepts to label, sampled uniformly from those with enough examples."""
+    min_examples: int = 4
+    """Firings a concept needs on each half of the labelling text to be labelled."""
+    explain_examples: int = 8
+    """Top-activating contexts shown to the explainer."""
+    score_positives: int = 5
+    """Top-activating held-out contexts per concept in the detection test."""
+    score_negatives: int = 5
+    """Random held-out contexts where the concept is silent."""
+    context_after: int = 2
+    """Tokens shown after the marked token."""
+    batch_size: int = 16
+    """Prompts per simulator/explainer batch."""
+    seed: int = 0
+    """Concept sampling, negatives, and the shuffled-label control."""
+    threads: int = 0
+    """torch threads; 0 keeps torch's default."""
+
+    def __post_init__(self) -> None:
+        for name in ("max_concepts", "min_examples", "explain_examples", "score_positives", "score_negatives", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}: must be >= 1, got {getattr(self, name)}")
+        if self.min_examples < self.score_positives:
+            raise ConfigError(
+                f"min_examples: {self.min_examples} must be >= score_positives={self.score_positives}, "
+                "or some labelled concepts would lack positives to score"
+            )
+
+
+@dataclass
+class LabelRunConfig:
+    """Everything `pcdrl label` reads. Corpus and windows come from the checkpoint's pretraining."""
+
+    label: LabelConfig = field(default_factory=LabelConfig)
+    """Labelling and auto-interp."""
