@@ -58,3 +58,37 @@ def generate_greedy(model, tokenizer, prompts: list[str], max_new_tokens: int = 
     finally:
         tokenizer.padding_side = previous_side
     return outputs
+
+
+@torch.no_grad()
+def continuation_logprobs(model, tokenizer, prompts: list[str], continuations: list[str], batch_size: int = 16) -> torch.Tensor:
+    """Sum of log p(continuation tokens | prompt) for each (prompt, continuation) pair -> [N].
+
+    Prompt and continuation are tokenized separately and joined, so the continuation's tokens
+    are the same whatever prompt precedes them.
+    """
+    if len(prompts) != len(continuations):
+        raise ValueError(f"{len(prompts)} prompts but {len(continuations)} continuations")
+    device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    scores = []
+    for start in range(0, len(prompts), batch_size):
+        pairs = []
+        for prompt, cont in zip(prompts[start : start + batch_size], continuations[start : start + batch_size]):
+            p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+            c_ids = tokenizer(cont, add_special_tokens=False)["input_ids"]
+            if not c_ids:
+                raise ValueError(f"continuation {cont!r} is empty after tokenization")
+            pairs.append((p_ids, c_ids))
+        width = max(len(p) + len(c) for p, c in pairs)
+        ids = torch.full((len(pairs), width), pad, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        target = torch.zeros_like(ids, dtype=torch.bool)
+        for row, (p, c) in enumerate(pairs):  # right padding: positions match an unpadded run
+            ids[row, : len(p) + len(c)] = torch.tensor(p + c)
+            mask[row, : len(p) + len(c)] = 1
+            target[row, len(p) : len(p) + len(c)] = True
+        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False).logits.float().cpu()
+        token_logprobs = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+        scores.append((token_logprobs * target[:, 1:]).sum(1))
+    return torch.cat(scores) if scores else torch.empty(0)

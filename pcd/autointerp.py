@@ -1,10 +1,16 @@
 """Auto-interp scoring: can a simulator LM, reading only a label, tell where the concept fires?
 
-For each concept, the simulator sees held-out contexts (the concept's strongest firings and
-random contexts where it is silent) and gives log p(Yes) - log p(No) for "does the marked
-word match this description?". The same prompt without a description is subtracted, so
-a context that makes the simulator say Yes to anything earns nothing. The score is detection
-AUROC per concept (and the Pearson correlation with the true activation), averaged.
+For each concept, the simulator sees held-out contexts: the concept's strongest firings and
+random contexts where it is silent. Two ways to ask it, both calibrated by subtracting the
+same prompt without a description (so a context that is easy anyway earns nothing):
+
+- ``likelihood`` (default): log p(marked token | description, text before it). A label helps
+  exactly when it makes the words the concept fires on more predictable: a pointwise mutual
+  information, robust for small LMs that follow instructions poorly.
+- ``yes_no``: log p(Yes) - log p(No) for "does the marked word match the description?".
+
+The score is detection AUROC per concept (and the Pearson correlation with the true
+activation), averaged over concepts.
 """
 from __future__ import annotations
 
@@ -19,10 +25,15 @@ SIMULATOR_TEMPLATE = (
     "Answer:"
 )
 NO_LABEL = "(no description given)"
+LIKELIHOOD_TEMPLATE = "Words described as: {label}\nText: {before}"
 
 
 def simulator_prompt(label: str, context: str) -> str:
     return SIMULATOR_TEMPLATE.format(label=label, context=context)
+
+
+def likelihood_prompt(label: str, before: str) -> str:
+    return LIKELIHOOD_TEMPLATE.format(label=label, before=before)
 
 
 def auroc(scores: torch.Tensor, positive: torch.Tensor) -> float:

@@ -43,6 +43,11 @@ def render_context(tokenizer, window_ids: torch.Tensor, position: int, after: in
     return f"{before}{leading}{mark[0]}{token.strip()}{mark[1]}{rest}".replace("\n", " ").strip()
 
 
+def split_at(tokenizer, window_ids: torch.Tensor, position: int) -> tuple[str, str]:
+    """(text before the token, the token's own text with its leading space)."""
+    return tokenizer.decode(window_ids[:position]), tokenizer.decode(window_ids[position : position + 1])
+
+
 def token_statistics_label(tokenizer, windows: torch.Tensor, firings: list[Firing], top: int = 3) -> str:
     """The fast fallback label: the tokens a concept fires on most, by activation-weighted count."""
     weights: dict[str, float] = {}

@@ -18,12 +18,12 @@ from configs.loader import from_dict
 from configs.progress import progress_bar
 from configs.rundir import RunDir
 from models import load_model, load_tokenizer
-from models.scoring import generate_greedy, next_token_logprobs
-from pcd.autointerp import NO_LABEL, auroc, bootstrap_ci, derangement, pearson, simulator_prompt
+from models.scoring import continuation_logprobs, generate_greedy, next_token_logprobs
+from pcd.autointerp import NO_LABEL, auroc, bootstrap_ci, derangement, likelihood_prompt, pearson, simulator_prompt
 from pcd.checkpoint import write_concepts
 from pcd.config import CorpusConfig, WindowConfig
 from pcd.corpus import Windows, build_windows
-from pcd.examples import Firing, firings_by_concept, render_context, split_by_window, token_statistics_label
+from pcd.examples import Firing, firings_by_concept, render_context, split_at, split_by_window, token_statistics_label
 from pcd.labels_config import LabelConfig, LabelRunConfig
 from pcd.model import PCD
 
@@ -144,40 +144,42 @@ def _chat(tokenizer, message: str) -> str:
 def _score_labels(pcd: PCD, windows, firings, selected: list[int], labels: dict[int, str], cfg: LabelConfig) -> dict:
     """Detection AUROC and Pearson per concept, for real labels and for shuffled ones."""
     rng = random.Random(cfg.seed + 1)
-    cases = []  # (concept, context, true activation, is_positive)
+    prefix = pcd.training_data["window"]["prefix_len"]
+    cases = []  # (concept, window, position, true activation, is_positive)
     for concept in selected:
-        fired = split_by_window(firings[concept], 1)
         fired_at = {(f.window, f.position) for f in firings[concept]}
-        for f in fired[: cfg.score_positives]:
-            cases.append((concept, render_context(pcd.tokenizer, windows[f.window], f.position, cfg.context_after), f.value, True))
+        for f in split_by_window(firings[concept], 1)[: cfg.score_positives]:
+            cases.append((concept, f.window, f.position, f.value, True))
         negatives = 0
-        prefix = pcd.training_data["window"]["prefix_len"]
         while negatives < cfg.score_negatives:
             w = rng.randrange(1, len(windows), 2)  # odd windows only: the scoring half
             p = rng.randrange(prefix, windows.shape[1])
-            if (w, p) in fired_at:
-                continue
-            cases.append((concept, render_context(pcd.tokenizer, windows[w], p, cfg.context_after), 0.0, False))
-            negatives += 1
+            if (w, p) not in fired_at:
+                cases.append((concept, w, p, 0.0, False))
+                negatives += 1
 
     shuffled_from = derangement(len(selected), cfg.seed)
     shuffled = {c: labels[selected[j]] for c, j in zip(selected, shuffled_from)}
+    variants = [[labels[c[0]] for c in cases], [shuffled[c[0]] for c in cases], [NO_LABEL] * len(cases)]
     simulator = load_model(cfg.simulator_model)
     tokenizer = load_tokenizer(cfg.simulator_model)
-    contexts = [c[1] for c in cases]
-    prompts = (
-        [simulator_prompt(labels[c[0]], c[1]) for c in cases]
-        + [simulator_prompt(shuffled[c[0]], c[1]) for c in cases]
-        + [simulator_prompt(NO_LABEL, ctx) for ctx in contexts]
-    )
-    with console.status(f"simulator scoring {len(prompts)} prompts"):
-        logprobs = next_token_logprobs(simulator, tokenizer, prompts, [" Yes", " No"], batch_size=cfg.batch_size)
-    yes_minus_no = (logprobs[:, 0] - logprobs[:, 1]).view(3, len(cases))
-    calibrated = {"real": yes_minus_no[0] - yes_minus_no[2], "shuffled": yes_minus_no[1] - yes_minus_no[2]}
+    with console.status(f"simulator ({cfg.simulator_method}) scoring {3 * len(cases)} prompts"):
+        if cfg.simulator_method == "likelihood":
+            split = [split_at(pcd.tokenizer, windows[w], p) for _, w, p, _, _ in cases]
+            prompts = [likelihood_prompt(label, before) for variant in variants for label, (before, _) in zip(variant, split)]
+            tokens = [token for _ in variants for _, token in split]
+            raw = continuation_logprobs(simulator, tokenizer, prompts, tokens, batch_size=cfg.batch_size)
+        else:
+            contexts = [render_context(pcd.tokenizer, windows[w], p, cfg.context_after) for _, w, p, _, _ in cases]
+            prompts = [simulator_prompt(label, ctx) for variant in variants for label, ctx in zip(variant, contexts)]
+            logprobs = next_token_logprobs(simulator, tokenizer, prompts, [" Yes", " No"], batch_size=cfg.batch_size)
+            raw = logprobs[:, 0] - logprobs[:, 1]
+    raw = raw.view(3, len(cases))
+    calibrated = {"real": raw[0] - raw[2], "shuffled": raw[1] - raw[2]}
 
     concept_of = torch.tensor([c[0] for c in cases])
-    positive = torch.tensor([c[3] for c in cases])
-    activation = torch.tensor([c[2] for c in cases])
+    activation = torch.tensor([c[3] for c in cases])
+    positive = torch.tensor([c[4] for c in cases])
     result = {name: {"auroc": {}, "pearson": {}} for name in calibrated}
     for name, scores in calibrated.items():
         for concept in selected:
@@ -219,7 +221,8 @@ def _summary(scores, selected, firings, pcd, cfg: LabelConfig, wall: float) -> d
         "autointerp_gain_over_shuffled_ci95": bootstrap_ci(real - shuffled),
         "autointerp_pearson": real_r.nanmean().item(),
         "autointerp_pearson_shuffled": shuffled_r.nanmean().item(),
-        "metric": "detection AUROC (calibrated simulator yes-vs-no), mean over labelled concepts",
+        "metric": f"detection AUROC, simulator '{cfg.simulator_method}' calibrated against no label; mean over concepts",
+        "simulator_method": cfg.simulator_method,
         "labeller": cfg.labeller,
         "explainer_model": cfg.explainer_model if cfg.labeller == "lm" else None,
         "simulator_model": cfg.simulator_model,

@@ -17,11 +17,13 @@ class LabelConfig:
     """Any models/ name; used when labeller is `lm`."""
     simulator_model: str = "smollm2-135m-instruct"
     """LM that reads only a label and predicts whether the concept fires on a context."""
+    simulator_method: Literal["likelihood", "yes_no"] = "likelihood"
+    """`likelihood`: does the label make the marked token more predictable? `yes_no`: ask the simulator."""
     label_windows: int = 1024
     """Windows to cut for labelling; those seen in pretraining are dropped."""
     max_concepts: int = 64
     """Concepts to label, sampled uniformly from those with enough examples."""
-    min_examples: int = 4
+    min_examples: int = 5
     """Firings a concept needs on each half of the labelling text to be labelled."""
     explain_examples: int = 8
     """Top-activating contexts shown to the explainer."""

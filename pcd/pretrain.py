@@ -24,6 +24,7 @@ from configs.signals import GracefulStop, StopRequested
 from models import load_model, load_tokenizer, resolve_model_path
 from pcd.activation_cache import cached_activations
 from pcd.activations import check_layer, read_residual_batched
+from pcd.autointerp import bootstrap_ci
 from pcd.config import PretrainRunConfig, TrainConfig
 from pcd.corpus import Windows, build_windows
 from pcd.model import PCD, SoftMode
@@ -161,7 +162,7 @@ def _run_phase(mode: SoftMode, cfg: PretrainRunConfig, data: PhaseData, run: Run
                 run.log({"phase": mode, "step": done, "lr": optimizer.param_groups[0]["lr"], **metrics})
             if done % train.eval_every == 0 or done == train.steps:
                 last_eval = _evaluate(pcd, mode, data, cfg)
-                run.log({"phase": mode, "step": done, **last_eval})
+                run.log({"phase": mode, "step": done, "heldout_loss": last_eval["heldout_loss"]})
                 console.log(f"phase {mode} step {done}: held-out loss {last_eval['heldout_loss']:.4f}")
             if done % train.checkpoint_every == 0 or done == train.steps or stop.requested:
                 save_train_state(folder, done, pcd, optimizer, {"phase": mode, "config": asdict(cfg)}, buffers)
@@ -235,7 +236,8 @@ def _evaluate(pcd: PCD, mode: SoftMode, data: PhaseData, cfg: PretrainRunConfig,
         losses.append(loss)
         if encoded is not None:
             used.update(encoded.top_indices.unique().tolist())
-    result = {"heldout_loss": torch.cat(losses).mean().item()}
+    per_window = torch.cat(losses)
+    result = {"heldout_loss": per_window.mean().item(), "heldout_loss_per_window": per_window.tolist()}
     if mode == "concepts":
         result["heldout_concepts_used"] = len(used)
     return result
@@ -281,6 +283,14 @@ def _summary(cfg: PretrainRunConfig, data: PhaseData, results: dict, subject_los
         "torch_threads": torch.get_num_threads(),
         "checkpoint": "pcd",
     }
+    for control in ("no_concepts", "raw_activations"):
+        if control in results:
+            # Paired over the same held-out windows: positive means the PCD predicts the suffix better.
+            diff = torch.tensor(results[control]["heldout_loss_per_window"]) - torch.tensor(
+                results["concepts"]["heldout_loss_per_window"]
+            )
+            summary[f"gain_over_{control}"] = diff.mean().item()
+            summary[f"gain_over_{control}_ci95"] = bootstrap_ci(diff)
     none, raw = summary["heldout_suffix_loss_no_concepts"], summary["heldout_suffix_loss_raw_activations"]
     if none is not None and raw is not None and none != raw:
         # Share of the no-context → full-activation gap that the k-sparse bottleneck keeps.

