@@ -53,3 +53,17 @@ def test_simulator_prompt_golden():
         "Question: does the word in [[double brackets]] match the description? Answer Yes or No.\n"
         "Answer:"
     )
+
+
+def test_likelihood_and_explainer_prompts_golden():
+    from pcd.autointerp import likelihood_prompt
+    from pcd.labelling import EXPLAINER_PROMPT
+
+    assert likelihood_prompt('the words "for", "because"', "they shall not find me:") == (
+        'Words described as: the words "for", "because"\nText: they shall not find me:'
+    )
+    assert EXPLAINER_PROMPT.format(examples="1. a [[b]] c") == (
+        "Below are short text excerpts. In each one, a word is marked with [[double brackets]].\n"
+        "1. a [[b]] c\n"
+        "In three to six words, what do the marked words have in common?"
+    )
