@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import random
 
-import torch
-
 SIMULATOR_TEMPLATE = (
     "A feature of a language model is described as: {label}\n"
     "Text: {context}\n"
@@ -36,22 +34,6 @@ def likelihood_prompt(label: str, before: str) -> str:
     return LIKELIHOOD_TEMPLATE.format(label=label, before=before)
 
 
-def auroc(scores: torch.Tensor, positive: torch.Tensor) -> float:
-    """Probability that a random positive outscores a random negative (ties count half)."""
-    pos, neg = scores[positive], scores[~positive]
-    if len(pos) == 0 or len(neg) == 0:
-        return float("nan")
-    greater = (pos[:, None] > neg[None, :]).float().mean()
-    ties = (pos[:, None] == neg[None, :]).float().mean()
-    return (greater + 0.5 * ties).item()
-
-
-def pearson(x: torch.Tensor, y: torch.Tensor) -> float:
-    x, y = x.float() - x.float().mean(), y.float() - y.float().mean()
-    denom = x.norm() * y.norm()
-    return (x @ y / denom).item() if denom > 0 else float("nan")
-
-
 def derangement(n: int, seed: int) -> list[int]:
     """A permutation with no fixed point: every concept gets another concept's label."""
     if n < 2:
@@ -59,14 +41,3 @@ def derangement(n: int, seed: int) -> list[int]:
     order = list(range(n))
     random.Random(seed).shuffle(order)
     return [order[(order.index(i) + 1) % n] for i in range(n)]
-
-
-def bootstrap_ci(values: torch.Tensor, n_resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
-    """95% percentile interval of the mean, resampling items."""
-    values = values[~values.isnan()]
-    if len(values) == 0:
-        return float("nan"), float("nan")
-    generator = torch.Generator().manual_seed(seed)
-    idx = torch.randint(len(values), (n_resamples, len(values)), generator=generator)
-    means = values[idx].mean(1)
-    return means.quantile(0.025).item(), means.quantile(0.975).item()

@@ -19,13 +19,14 @@ from configs.progress import progress_bar
 from configs.rundir import RunDir
 from models import load_model, load_tokenizer
 from models.scoring import continuation_logprobs, generate_greedy, next_token_logprobs
-from pcd.autointerp import NO_LABEL, auroc, bootstrap_ci, derangement, likelihood_prompt, pearson, simulator_prompt
+from pcd.autointerp import NO_LABEL, derangement, likelihood_prompt, simulator_prompt
 from pcd.checkpoint import write_concepts
 from pcd.config import CorpusConfig, WindowConfig
-from pcd.corpus import Windows, build_windows
+from pcd.corpus import build_windows
 from pcd.examples import Firing, firings_by_concept, render_context, split_at, split_by_window, token_statistics_label
 from pcd.labels_config import LabelConfig, LabelRunConfig
 from pcd.model import PCD
+from pcd.stats import auroc, bootstrap_ci, pearson
 
 console = Console(stderr=True)
 

@@ -24,7 +24,7 @@ from configs.signals import GracefulStop, StopRequested
 from models import load_model, load_tokenizer, resolve_model_path
 from pcd.activation_cache import cached_activations
 from pcd.activations import check_layer, read_residual_batched
-from pcd.autointerp import bootstrap_ci
+from pcd.stats import bootstrap_ci
 from pcd.config import PretrainRunConfig, TrainConfig
 from pcd.corpus import Windows, build_windows
 from pcd.model import PCD, SoftMode

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -51,8 +52,11 @@ def main(argv: list[str] | None = None) -> int:
             return _pretrain(args)
         if args.verb == "label":
             return _label(args)
-    except (ConfigError, ModelNotAvailableError, ValueError, FileNotFoundError) as err:
+    except (ConfigError, ModelNotAvailableError, ValueError, FileNotFoundError, FloatingPointError) as err:
+        if os.environ.get("PCDRL_DEBUG") == "1":
+            raise  # the full traceback, for bug reports
         print(f"pcdrl {args.verb}: error: {err}", file=sys.stderr)
+        print("(set PCDRL_DEBUG=1 for the full traceback)", file=sys.stderr)
         return 2
     except StopRequested as stop:
         print(f"pcdrl {args.verb}: {stop}", file=sys.stderr)

@@ -50,6 +50,10 @@ def test_missing_file_and_malformed_override_are_clear(tmp_path):
 def test_shipped_configs_load():
     from pathlib import Path
 
+    from pcd.labels_config import LabelRunConfig
+
     root = Path(__file__).resolve().parents[2] / "configs" / "pcd"
-    for path in sorted(root.glob("*.yaml")):
-        load_config(PretrainRunConfig, path)
+    paths = sorted(root.glob("*.yaml"))
+    assert len(paths) >= 3
+    for path in paths:
+        load_config(LabelRunConfig if path.name.startswith("label") else PretrainRunConfig, path)

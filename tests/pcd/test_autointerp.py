@@ -1,6 +1,7 @@
 import torch
 
-from pcd.autointerp import auroc, bootstrap_ci, derangement, pearson, simulator_prompt
+from pcd.autointerp import derangement, simulator_prompt
+from pcd.stats import auroc, bootstrap_ci, pearson
 from pcd.examples import firings_by_concept, render_context, split_by_window, token_statistics_label
 
 

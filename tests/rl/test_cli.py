@@ -1,0 +1,33 @@
+"""The `pcdrl` command line: errors are one clear line and exit code 2, before any model loads."""
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def pcdrl(*args):
+    return subprocess.run([sys.executable, "-m", "rl.cli", *args], cwd=REPO, capture_output=True, text=True)
+
+
+def test_unknown_config_key_fails_naming_it(tmp_path):
+    result = pcdrl("pretrain", "configs/pcd/quickstart.yaml", "--out", str(tmp_path / "run"), "pcd.kk=3")
+    assert result.returncode == 2
+    assert "pcd.kk: unknown key" in result.stderr and "Did you mean 'k'" in result.stderr
+    assert not (tmp_path / "run").exists(), "a bad config must fail before the run folder is made"
+
+
+def test_k_above_dictionary_size_fails_naming_both_fields(tmp_path):
+    result = pcdrl("pretrain", "configs/pcd/quickstart.yaml", "--out", str(tmp_path / "run"), "pcd.k=4096")
+    assert result.returncode == 2 and "pcd.k: 4096 active concepts cannot exceed" in result.stderr
+    assert "n_concepts=1024" in result.stderr
+
+
+def test_label_on_a_folder_that_is_not_a_checkpoint(tmp_path):
+    result = pcdrl("label", str(tmp_path), "--out", str(tmp_path / "label"))
+    assert result.returncode == 2 and "is not a PCD checkpoint: missing config.json" in result.stderr
+
+
+def test_stray_arguments_are_rejected():
+    result = pcdrl("pretrain", "configs/pcd/quickstart.yaml", "--bogus")
+    assert result.returncode == 2 and "unrecognized arguments: --bogus" in result.stderr
