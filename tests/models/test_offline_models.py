@@ -66,3 +66,19 @@ def test_bitsandbytes_quantization_loads_on_cpu(tiny_model_dir, mode):
     with torch.no_grad():
         logits = quantized(input_ids=torch.randint(3, 90, (1, 8))).logits
     assert torch.isfinite(logits).all()
+
+
+@pytest.mark.real_model
+def test_gemma3_loads_from_its_wheel_and_its_blocks_can_be_read():
+    from pcd.activations import read_residual
+
+    model = load_model("gemma3-270m")
+    tokenizer = load_tokenizer("gemma3-270m")
+    text = model.config.get_text_config()
+    assert (text.num_hidden_layers, text.hidden_size) == (18, 640)
+    ids = tokenizer("The capital of France is", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        top5 = model(input_ids=ids).logits[0, -1].topk(5).indices
+        hidden = model(input_ids=ids, output_hidden_states=True).hidden_states
+    assert "Paris" in [tokenizer.decode(t).strip() for t in top5]
+    torch.testing.assert_close(read_residual(model, ids, 8), hidden[9])
