@@ -45,11 +45,12 @@ def pretrain(cfg: PretrainRunConfig, out: str | Path, resume: bool = False) -> d
     run = RunDir(out, cfg, command="pcdrl pretrain")
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
-    data, cache_hit, subject_loss = _prepare_data(cfg)
+    subject = load_model(cfg.pcd.subject_model)
+    data, cache_hit, subject_loss = _prepare_data(cfg, subject)
     results: dict[str, dict] = {}
     with GracefulStop() as stop:
         for mode in ["concepts", *cfg.train.baselines]:
-            results[mode] = _run_phase(mode, cfg, data, run, resume, stop)
+            results[mode], subject = _run_phase(mode, cfg, data, subject, run, resume, stop)
     summary = _summary(cfg, data, results, subject_loss, cache_hit, time.time() - started)
     run.write_summary(summary)
     run.close()
@@ -59,10 +60,9 @@ def pretrain(cfg: PretrainRunConfig, out: str | Path, resume: bool = False) -> d
 # --- data ------------------------------------------------------------------------------------
 
 
-def _prepare_data(cfg: PretrainRunConfig) -> tuple[PhaseData, bool, float]:
+def _prepare_data(cfg: PretrainRunConfig, subject) -> tuple[PhaseData, bool, float]:
     tokenizer = load_tokenizer(cfg.pcd.subject_model)
     windows = build_windows(cfg.corpus, cfg.window, tokenizer, seed=cfg.train.seed)
-    subject = load_model(cfg.pcd.subject_model)
     check_layer(subject, cfg.pcd.read_layer)
     model_id = resolve_model_path(cfg.pcd.subject_model)
     hits = []
@@ -129,13 +129,16 @@ def lr_factor(step: int, train: TrainConfig) -> float:
 # --- one phase -------------------------------------------------------------------------------
 
 
-def _run_phase(mode: SoftMode, cfg: PretrainRunConfig, data: PhaseData, run: RunDir, resume: bool, stop: GracefulStop) -> dict:
+def _run_phase(
+    mode: SoftMode, cfg: PretrainRunConfig, data: PhaseData, subject, run: RunDir, resume: bool, stop: GracefulStop
+) -> tuple[dict, torch.nn.Module]:
+    """Train one phase on ``subject``; return its result and S with the phase's adapter removed."""
     done_file = run.path / "phases" / f"{mode}.json"
     if resume and done_file.is_file():
         console.log(f"phase {mode}: already finished, skipped")
-        return json.loads(done_file.read_text())
+        return json.loads(done_file.read_text()), subject
     train = cfg.train
-    pcd = PCD.create(cfg.pcd, seed=train.seed)
+    pcd = PCD.create(cfg.pcd, subject=subject, seed=train.seed)
     pcd.encoder.fit_input_stats(data.train_acts[:1024], pcd.embedding_norm())
     if mode != "concepts":
         pcd.encoder.requires_grad_(False)
@@ -178,7 +181,8 @@ def _run_phase(mode: SoftMode, cfg: PretrainRunConfig, data: PhaseData, run: Run
         pcd.training_data = {"corpus": asdict(cfg.corpus), "window": asdict(cfg.window), "seed": cfg.train.seed}
         pcd.save_pretrained(run.path / "pcd")
     atomic_write_json(done_file, result)
-    return result
+    # S's own weights never train, so removing the LoRA layers gives back the pristine S for the next phase.
+    return result, pcd.decoder.unload()
 
 
 def _optimizer(pcd: PCD, mode: SoftMode, train: TrainConfig) -> torch.optim.Optimizer:
