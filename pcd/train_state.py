@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -106,8 +107,6 @@ def save_train_state(
     atomic_write_text(folder / "latest.txt", target.name + "\n")
     for old in sorted(folder.glob("step_*"))[:-2]:  # keep the last two
         if old != target:
-            import shutil
-
             shutil.rmtree(old, ignore_errors=True)
     return target
 
