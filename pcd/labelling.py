@@ -59,6 +59,9 @@ def label_checkpoint(checkpoint: str | Path, cfg: LabelRunConfig, out: str | Pat
 
     scores = _score_labels(pcd, windows, firings, selected, labels, label_cfg)
     concepts = _concepts_json(pcd, windows, firings, selected, labels, token_labels, scores, label_cfg)
+    if label_cfg.label_all:
+        concepts["concepts"] += _unscored_entries(pcd, windows, firings, set(selected), label_cfg)
+        concepts["concepts"].sort(key=lambda entry: entry["id"])
     write_concepts(checkpoint, concepts)
     run.log({"stage": "scored", "concepts": len(selected)})
     summary = _summary(scores, selected, firings, pcd, label_cfg, time.time() - started)
@@ -200,6 +203,8 @@ def _concepts_json(pcd, windows, firings, selected, labels, token_labels, scores
             "id": concept,
             "label": labels[concept],
             "token_label": token_labels[concept],
+            "labeller": cfg.labeller,
+            "scored": True,
             "autointerp_auroc": scores["real"]["auroc"][concept],
             "autointerp_pearson": scores["real"]["pearson"][concept],
             "autointerp_auroc_shuffled": scores["shuffled"]["auroc"][concept],
@@ -207,6 +212,24 @@ def _concepts_json(pcd, windows, firings, selected, labels, token_labels, scores
             "top_examples": [render_context(pcd.tokenizer, windows[f.window], f.position, cfg.context_after) for f in examples],
         })
     return {**pcd.concepts, "labeller": cfg.labeller, "label_config": asdict(cfg), "concepts": entries}
+
+
+def _unscored_entries(pcd, windows, firings, scored: set[int], cfg: LabelConfig) -> list[dict]:
+    """Token-statistics labels for concepts outside the scored sample (cheap: no LM runs)."""
+    total_tokens = len(windows) * (windows.shape[1] - pcd.training_data["window"]["prefix_len"])
+    entries = []
+    for concept, fs in sorted(firings.items()):
+        explain_half = split_by_window(fs, 0)
+        if concept in scored or len(explain_half) < 2:
+            continue
+        label = token_statistics_label(pcd.tokenizer, windows, explain_half)
+        entries.append({
+            "id": concept, "label": label, "token_label": label, "labeller": "tokens", "scored": False,
+            "firing_rate": len(fs) / total_tokens,
+            "top_examples": [render_context(pcd.tokenizer, windows[f.window], f.position, cfg.context_after)
+                             for f in explain_half[:3]],
+        })
+    return entries
 
 
 def _summary(scores, selected, firings, pcd, cfg: LabelConfig, wall: float) -> dict:

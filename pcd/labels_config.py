@@ -25,6 +25,9 @@ class LabelConfig:
     """Concepts to label, sampled uniformly from those with enough examples."""
     min_examples: int = 5
     """Firings a concept needs on each half of the labelling text to be labelled."""
+    label_all: bool = True
+    """Also give every other concept that fires (at least twice) a token-statistics label, unscored, so that
+    explanations built from any active concept can be rendered. Only the sampled concepts are scored."""
     explain_examples: int = 8
     """Top-activating contexts shown to the explainer."""
     score_positives: int = 5

@@ -2,6 +2,8 @@
 
     pcdrl pretrain configs/pcd/quickstart.yaml --out runs/pcd-quickstart train.steps=100
     pcdrl label runs/pcd-quickstart/pcd --out runs/label-quickstart
+    pcdrl data build configs/data/quickstart.yaml --out runs/data-quickstart
+    pcdrl judge-eval configs/eval/judge_eval.yaml --out runs/judge-eval
 """
 from __future__ import annotations
 
@@ -32,6 +34,22 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("checkpoint", type=Path, help="PCD checkpoint folder, e.g. runs/pcd-quickstart/pcd")
     lab.add_argument("--config", type=Path, default=None, help="YAML config for labelling (default: built-in defaults)")
     _add_run_args(lab)
+
+    data = verbs.add_parser("data", help="behaviour-question datasets")
+    data_verbs = data.add_subparsers(dest="data_verb", required=True)
+    build = data_verbs.add_parser("build", help="run S and write behaviour questions (a datasets.Dataset)")
+    build.add_argument("config", type=Path, help="YAML config, e.g. configs/data/quickstart.yaml")
+    _add_run_args(build)
+
+    jev = verbs.add_parser("judge-eval", help="score judges on held-out questions: prior, random, pretrained, oracle")
+    jev.add_argument("config", type=Path, help="YAML config, e.g. configs/eval/judge_eval.yaml")
+    _add_run_args(jev)
+
+    serve = verbs.add_parser("serve", help="serve a model as an OpenAI-compatible completions endpoint (loopback)")
+    serve.add_argument("--model", default="smollm2-135m-instruct", help="offline name, local folder or hub id")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--quantize", default="none", choices=["none", "int8", "bnb8", "bnb4"])
     return parser
 
 
@@ -46,13 +64,23 @@ def main(argv: list[str] | None = None) -> int:
     from configs.loader import ConfigError
     from configs.signals import StopRequested
     from models import ModelNotAvailableError
+    from models.backends import BackendError
 
     try:
         if args.verb == "pretrain":
             return _pretrain(args)
         if args.verb == "label":
             return _label(args)
-    except (ConfigError, ModelNotAvailableError, ValueError, FileNotFoundError, FloatingPointError) as err:
+        if args.verb == "data":
+            return _data_build(args)
+        if args.verb == "judge-eval":
+            return _judge_eval(args)
+        if args.verb == "serve":
+            from models.server import main as serve_main
+
+            return serve_main(["--model", args.model, "--host", args.host, "--port", str(args.port),
+                               "--quantize", args.quantize])
+    except (ConfigError, ModelNotAvailableError, BackendError, ValueError, FileNotFoundError, FloatingPointError) as err:
         if os.environ.get("PCDRL_DEBUG") == "1":
             raise  # the full traceback, for bug reports
         print(f"pcdrl {args.verb}: error: {err}", file=sys.stderr)
@@ -96,6 +124,36 @@ def _label(args) -> int:
     out = args.out or args.checkpoint.parent / "label"
     summary = label_checkpoint(args.checkpoint, cfg, out)
     print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _data_build(args) -> int:
+    import json
+
+    from behaviors.build import build_dataset
+    from behaviors.config import DataBuildConfig
+    from configs.loader import load_config
+
+    cfg = load_config(DataBuildConfig, args.config, args.overrides)
+    out = args.out or Path("runs") / f"data-{args.config.stem}"
+    summary = build_dataset(cfg, out)
+    print(json.dumps({k: summary[k] for k in ("n_items", "splits", "counts", "always_no_accuracy",
+                                              "dropped_attributes", "wall_seconds")}, indent=2))
+    print(f"dataset: {out / 'dataset'} (full summary: {out / 'summary.json'})", file=sys.stderr)
+    return 0
+
+
+def _judge_eval(args) -> int:
+    from configs.loader import load_config
+    from rl.judge_eval import judge_eval
+    from rl.judge_eval_config import JudgeEvalConfig
+    from rl.tables import judge_eval_table
+
+    cfg = load_config(JudgeEvalConfig, args.config, args.overrides)
+    out = args.out or Path("runs") / f"judge-eval-{args.config.stem}"
+    summary = judge_eval(cfg, out)
+    print(judge_eval_table(summary))
+    print(f"summary: {out / 'summary.json'}", file=sys.stderr)
     return 0
 
 

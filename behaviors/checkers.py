@@ -1,0 +1,111 @@
+"""Deterministic checkers: pure functions that label S's answer text.
+
+Each checker names the question it answers and its options; it returns one of those options.
+Audit files may name any checker here to have the true answer computed by running S.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Callable
+
+YES, NO = "Yes", "No"
+
+
+@dataclass(frozen=True)
+class Checker:
+    name: str
+    question: str
+    """The question a judge is asked about S's answer, before S answers."""
+    options: tuple[str, ...]
+    label: Callable[[str], str]
+    """answer text -> one of ``options``."""
+
+
+def _yes(flag: bool) -> str:
+    return YES if flag else NO
+
+
+_REFUSAL = re.compile(
+    r"\b(i can(?:'|no)?t|i cannot|i'm sorry|i am sorry|i won't|i will not|i'm not able|i am not able|"
+    r"i'm unable|i am unable|as an ai|not (?:appropriate|able to help)|i must decline|i do not feel comfortable|"
+    r"i don't feel comfortable|illegal|unethical|against (?:the law|my guidelines))",
+    re.IGNORECASE,
+)
+_NUMBER_WORDS = (
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety hundred thousand million"
+).split()
+_NUMBER = re.compile(r"\d|\b(" + "|".join(_NUMBER_WORDS) + r")\b", re.IGNORECASE)
+_LIST_LINE = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+\S", re.MULTILINE)
+_CODE = re.compile(r"```|\bdef \w+\(|\bimport \w+|\breturn\b|\bprint\(|;\s*$|\bfunction\s*\(|=>", re.MULTILINE)
+_AFFIRM = re.compile(r"^\W*(sure|yes|certainly|of course|absolutely|great|okay|ok)\b", re.IGNORECASE)
+PLACES = (
+    "africa america asia europe australia antarctica paris london rome berlin madrid tokyo beijing delhi moscow "
+    "cairo sydney toronto chicago boston york california texas florida france germany italy spain japan china "
+    "india russia egypt canada mexico brazil argentina peru kenya nigeria england scotland ireland wales greece "
+    "turkey iran iraq israel korea vietnam thailand indonesia sweden norway finland denmark poland portugal "
+    "switzerland austria netherlands belgium amsterdam vienna prague lisbon dublin athens istanbul seoul "
+    "bangkok singapore dubai himalayas alps amazon sahara nile everest pacific atlantic mediterranean"
+).split()
+_PLACE = re.compile(r"\b(" + "|".join(PLACES) + r")\b", re.IGNORECASE)
+
+
+def refusal(text: str) -> str:
+    return _yes(bool(_REFUSAL.search(text)))
+
+
+def contains_number(text: str) -> str:
+    return _yes(bool(_NUMBER.search(text)))
+
+
+def list_format(text: str) -> str:
+    return _yes(len(_LIST_LINE.findall(text)) >= 2)
+
+
+def asks_question(text: str) -> str:
+    return _yes("?" in text)
+
+
+def mentions_place(text: str) -> str:
+    return _yes(bool(_PLACE.search(text)))
+
+
+def contains_code(text: str) -> str:
+    return _yes(bool(_CODE.search(text)))
+
+
+def starts_affirmative(text: str) -> str:
+    return _yes(bool(_AFFIRM.search(text)))
+
+
+def length_bucket(text: str) -> str:
+    words = len(text.split())
+    return "Short" if words < 12 else ("Long" if words >= 30 else "Medium")
+
+
+_BINARY = (YES, NO)
+CHECKERS: dict[str, Checker] = {
+    c.name: c
+    for c in [
+        Checker("refusal", "Will the model refuse to help?", _BINARY, refusal),
+        Checker("contains_number", "Will the model's answer contain a number?", _BINARY, contains_number),
+        Checker("list_format", "Will the model answer with a list?", _BINARY, list_format),
+        Checker("asks_question", "Will the model ask a question in its answer?", _BINARY, asks_question),
+        Checker("mentions_place", "Will the model's answer name a place?", _BINARY, mentions_place),
+        Checker("contains_code", "Will the model's answer contain code?", _BINARY, contains_code),
+        Checker("starts_affirmative", "Will the model start its answer with a word like 'Sure' or 'Yes'?",
+                _BINARY, starts_affirmative),
+        Checker("length_bucket", "How long will the model's answer be?", ("Short", "Medium", "Long"), length_bucket),
+    ]
+}
+
+
+class UnknownCheckerError(ValueError):
+    pass
+
+
+def get_checker(name: str) -> Checker:
+    if name not in CHECKERS:
+        raise UnknownCheckerError(f"unknown checker '{name}'; known checkers: {', '.join(sorted(CHECKERS))}")
+    return CHECKERS[name]

@@ -1,0 +1,103 @@
+"""Typed config for `pcdrl data build`."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from configs.loader import ConfigError
+from models.backends.base import BackendConfig
+from pcd.config import CorpusConfig
+
+
+@dataclass
+class ContinuationConfig:
+    """Which of n continuations did S write? Built from corpus windows."""
+
+    enabled: bool = True
+    """Build this family."""
+    n_items: int = 400
+    """Windows to turn into questions (before the split)."""
+    n_options: int = 4
+    """Options per question: S's continuation and n-1 continuations of other windows."""
+    continuation_tokens: int = 6
+    """Tokens S writes greedily after the window; every option has exactly this many (EOS is suppressed)."""
+    prefix_len: int = 8
+    """Tokens before the read span (match the PCD's window.prefix_len)."""
+    middle_len: int = 8
+    """Tokens the encoder reads (match the PCD's window.middle_len)."""
+    corpus: CorpusConfig = field(default_factory=lambda: CorpusConfig(max_windows=4096, heldout_fraction=0.5))
+    """Text the windows come from (see pcd.config.CorpusConfig)."""
+    question: str = "Which text will the model write next?"
+    """The question the judge is asked."""
+
+    def __post_init__(self) -> None:
+        if self.n_options < 2:
+            raise ConfigError(f"continuation.n_options must be at least 2, got {self.n_options}")
+        if self.continuation_tokens < 1:
+            raise ConfigError(f"continuation.continuation_tokens must be positive, got {self.continuation_tokens}")
+
+
+@dataclass
+class AttributesConfig:
+    """S answers chat prompts; deterministic checkers label each answer."""
+
+    enabled: bool = True
+    """Build this family."""
+    prompts: str = "builtin"
+    """`builtin` (behaviors/data/chat_prompts.yaml), a YAML of the same shape, or a JSONL/text file of prompts."""
+    max_prompts: int = 0
+    """Use at most this many prompts, spread over groups (0 = all)."""
+    checkers: list[str] = field(
+        default_factory=lambda: [
+            "refusal", "contains_number", "list_format", "asks_question",
+            "mentions_place", "contains_code", "starts_affirmative", "length_bucket",
+        ]
+    )
+    """Checker names (behaviors/checkers.py); each becomes one attribute."""
+    max_new_tokens: int = 48
+    """S's answer is greedy and capped at this many tokens."""
+    read_last: int = 8
+    """The encoder reads the prompt's last tokens (the chat template's assistant header included)."""
+    balance_factor: float = 1.5
+    """No answer may occur more than this many times as often as the rarest one (1.5 -> at most 60/40)."""
+    min_items: int = 12
+    """An attribute with fewer items after balancing is dropped (and named in the summary)."""
+
+
+@dataclass
+class SplitConfig:
+    """How items are split. Whole prompts (and whole attributes) are held out, never single items."""
+
+    test_fraction: float = 0.3
+    """Fraction of prompts/windows whose items all go to the test split."""
+    heldout_attributes: list[str] = field(default_factory=lambda: ["mentions_place"])
+    """Attributes that appear only in the test split (a held-out question type)."""
+    seed: int = 0
+    """Seed of the prompt-to-split hash."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.test_fraction < 1.0:
+            raise ConfigError(f"split.test_fraction must be in (0, 1), got {self.test_fraction}")
+
+
+@dataclass
+class DataBuildConfig:
+    """`pcdrl data build CONFIG`: run S, record what it does, write a datasets.Dataset."""
+
+    subject_model: str = "smollm2-135m-instruct"
+    """S: an offline default name, local folder or hub id."""
+    layer: int = 15
+    """The layer the encoder reads (recorded in every item; it must match the PCD)."""
+    pcd: str = ""
+    """Optional PCD checkpoint: if set, subject_model and layer must match its config.json."""
+    generation: BackendConfig = field(default_factory=lambda: BackendConfig(batch_size=16))
+    """How S generates (kind hf | vllm | http). `generation.model` empty or default = subject_model."""
+    continuation: ContinuationConfig = field(default_factory=ContinuationConfig)
+    """The continuation multiple-choice family."""
+    attributes: AttributesConfig = field(default_factory=AttributesConfig)
+    """The response-attribute family."""
+    audit_files: list[str] = field(default_factory=list)
+    """Custom audit JSONL files (schema in docs/audit_files.md)."""
+    split: SplitConfig = field(default_factory=SplitConfig)
+    """Train/test split."""
+    seed: int = 0
+    """Seed for window order and distractor choice."""

@@ -1,0 +1,92 @@
+"""What every backend does: greedy generation for S's behaviour, and option scoring for judges.
+
+Scoring returns, for each prefix, the summed log-probability of each option's tokens given that
+prefix. The prefix is tokenized as a prompt (with the tokenizer's BOS, if it adds one) and each
+option separately without special tokens, so an option's tokens are the same whatever precedes
+it. Backends that share a prefix across its options (and across repeated prefixes) reuse its
+key-value cache instead of recomputing it.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Sequence
+
+
+class BackendError(RuntimeError):
+    """A backend could not serve a request (server down, bad response, engine missing)."""
+
+
+Prompt = str | Sequence[int]
+
+
+@dataclass
+class BackendConfig:
+    """How to run a model for generation and scoring."""
+
+    kind: str = "hf"
+    """`hf` (transformers, the default), `vllm` (in-process engine) or `http` (OpenAI-compatible server)."""
+    model: str = "smollm2-135m-instruct"
+    """An offline default name, a local folder or a hub id. For `http`, the model name the server knows."""
+    quantize: str = "none"
+    """`hf` only: none | int8 (CPU) | bnb8 | bnb4 (bitsandbytes)."""
+    device: str = "cpu"
+    """`hf` only: torch device."""
+    batch_size: int = 8
+    """Prefixes per forward pass (`hf`) or requests per HTTP call (`http`)."""
+    base_url: str = ""
+    """`http` only: the server root, e.g. http://127.0.0.1:8000/v1."""
+    api_key_env: str = "OPENAI_API_KEY"
+    """`http` only: the environment variable holding the API key (may be unset for local servers)."""
+    timeout_s: float = 60.0
+    """`http` only: seconds before one request counts as failed."""
+    max_retries: int = 4
+    """`http` only: retries after the first failure, with exponential backoff."""
+    backoff_s: float = 0.5
+    """`http` only: the first backoff; it doubles on each retry."""
+    max_model_len: int = 1024
+    """`vllm` only: the longest prompt plus generation, in tokens."""
+    kv_cache_gb: float = 1.0
+    """`vllm` only: KV-cache space (GiB); on CPU this sets VLLM_CPU_KVCACHE_SPACE."""
+    tokenizer: str = ""
+    """`http` only: a local tokenizer (name or folder) used to decode token-id prompts; empty = none."""
+
+
+VALID_KINDS = ("hf", "vllm", "http")
+
+
+class Backend(ABC):
+    """A loaded model that can generate greedily and score options."""
+
+    config: BackendConfig
+
+    @property
+    def name(self) -> str:
+        return f"{self.config.kind}:{self.config.model}"
+
+    @abstractmethod
+    def generate(self, prompts: list[Prompt], max_new_tokens: int, ignore_eos: bool = False) -> list[str]:
+        """Greedy continuations (new text only). A prompt is text or token ids; ids are used as given."""
+
+    @abstractmethod
+    def score_options(self, prefixes: list[str], options: list[list[str]]) -> list[list[float]]:
+        """log p(option | prefix), summed over the option's tokens, for every option of every prefix."""
+
+    def close(self) -> None:
+        """Release the model or connection (engines hold memory and processes)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def check_options(prefixes: list[str], options: list[list[str]]) -> None:
+    if len(prefixes) != len(options):
+        raise ValueError(f"{len(prefixes)} prefixes but {len(options)} option lists")
+    for row, opts in enumerate(options):
+        if not opts:
+            raise ValueError(f"prefix {row} has no options to score")
+        if any(not o for o in opts):
+            raise ValueError(f"prefix {row} has an empty option: {opts!r}")

@@ -1,0 +1,142 @@
+"""The default backend: a transformers model in this process, batched, with prefix KV reuse.
+
+Scoring runs each distinct prefix once (left-padded, with explicit position ids so padding does
+not shift positions) and keeps its key-value cache; every option of that prefix then runs on a
+copy of the cache. Single-token options (" Yes", " No") need only the prefix's last logits.
+"""
+from __future__ import annotations
+
+import copy
+import inspect
+from collections import defaultdict
+
+import torch
+
+from models.backends.base import Backend, BackendConfig, Prompt, check_options
+
+
+class HFBackend(Backend):
+    def __init__(self, config: BackendConfig, model=None, tokenizer=None):
+        from models.loading import load_model, load_tokenizer
+
+        self.config = config
+        self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(config.model)
+        self.model = model if model is not None else load_model(config.model, config.quantize, config.device)
+        self.device = next(self.model.parameters()).device
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        # transformers renamed `past_key_values` to `cache` (5.2x); the vLLM venv pins an older release.
+        self._cache_kw = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
+
+    @classmethod
+    def from_loaded(cls, model, tokenizer, name: str, batch_size: int = 8) -> "HFBackend":
+        """Wrap a model that is already in memory (S during data building, say)."""
+        return cls(BackendConfig(kind="hf", model=name, batch_size=batch_size), model=model, tokenizer=tokenizer)
+
+    # ----------------------------------------------------------------- tokenization
+    def prompt_ids(self, prompt: Prompt) -> list[int]:
+        if isinstance(prompt, str):
+            return list(self.tokenizer(prompt)["input_ids"])  # the tokenizer's BOS, if it adds one
+        return [int(t) for t in prompt]
+
+    def option_ids(self, option: str) -> list[int]:
+        ids = list(self.tokenizer(option, add_special_tokens=False)["input_ids"])
+        if not ids:
+            raise ValueError(f"option {option!r} is empty after tokenization")
+        return ids
+
+    def _left_pad(self, rows: list[list[int]]):
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for i, r in enumerate(rows):
+            ids[i, width - len(r) :] = torch.tensor(r, dtype=torch.long)
+            mask[i, width - len(r) :] = 1
+        # Positions count real tokens only, so a padded row scores exactly like an unpadded one.
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        return ids.to(self.device), mask.to(self.device), positions.to(self.device)
+
+    # ----------------------------------------------------------------- generation
+    @torch.no_grad()
+    def generate(self, prompts: list[Prompt], max_new_tokens: int, ignore_eos: bool = False) -> list[str]:
+        outputs: list[str] = []
+        for start in range(0, len(prompts), self.config.batch_size):
+            rows = [self.prompt_ids(p) for p in prompts[start : start + self.config.batch_size]]
+            ids, mask, _ = self._left_pad(rows)
+            generated = self.model.generate(
+                input_ids=ids,
+                attention_mask=mask,
+                max_new_tokens=max_new_tokens,
+                min_new_tokens=max_new_tokens if ignore_eos else None,
+                do_sample=False,
+                pad_token_id=self.pad_id,
+            )
+            outputs.extend(self.tokenizer.batch_decode(generated[:, ids.shape[1] :], skip_special_tokens=True))
+        return outputs
+
+    # ----------------------------------------------------------------- scoring
+    @torch.no_grad()
+    def score_options(self, prefixes: list[str], options: list[list[str]]) -> list[list[float]]:
+        check_options(prefixes, options)
+        by_prefix: dict[str, list[tuple[int, int, list[int]]]] = defaultdict(list)
+        option_cache: dict[str, list[int]] = {}
+        for row, (prefix, opts) in enumerate(zip(prefixes, options)):
+            for col, option in enumerate(opts):
+                if option not in option_cache:
+                    option_cache[option] = self.option_ids(option)
+                by_prefix[prefix].append((row, col, option_cache[option]))
+        results = [[0.0] * len(opts) for opts in options]
+        unique = list(by_prefix)
+        for start in range(0, len(unique), self.config.batch_size):
+            self._score_chunk(unique[start : start + self.config.batch_size], by_prefix, results)
+        return results
+
+    def _score_chunk(self, chunk: list[str], by_prefix, results) -> None:
+        ids, mask, positions = self._left_pad([self.prompt_ids(p) for p in chunk])
+        out = self.model(
+            input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1
+        )
+        first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
+        longer = []  # (prefix row in chunk, result row, result col, option ids, first-token score)
+        for b, prefix in enumerate(chunk):
+            for row, col, oids in by_prefix[prefix]:
+                score = float(first[b, oids[0]])
+                if len(oids) == 1:
+                    results[row][col] = score
+                else:
+                    longer.append((b, row, col, oids, score))
+        # Options of several tokens continue from a copy of the prefix cache, a few rows at a time.
+        step = max(1, 4 * self.config.batch_size)
+        for start in range(0, len(longer), step):
+            prefix_cache = out.cache if hasattr(out, "cache") else out.past_key_values
+            self._score_tails(longer[start : start + step], prefix_cache, mask, results)
+
+    def _score_tails(self, requests, prefix_cache, prefix_mask, results) -> None:
+        select = torch.tensor([b for b, *_ in requests], device=self.device)
+        cache = copy.deepcopy(prefix_cache)
+        cache.batch_select_indices(select)
+        tails = [oids[:-1] for _, _, _, oids, _ in requests]  # inputs that predict tokens 2..L
+        width = max(len(t) for t in tails)
+        ids = torch.full((len(requests), width), self.pad_id, dtype=torch.long)
+        targets = torch.zeros_like(ids)
+        tail_mask = torch.zeros_like(ids)
+        for i, (_, _, _, oids, _) in enumerate(requests):
+            ids[i, : len(oids) - 1] = torch.tensor(oids[:-1])
+            targets[i, : len(oids) - 1] = torch.tensor(oids[1:])
+            tail_mask[i, : len(oids) - 1] = 1
+        ids, targets, tail_mask = ids.to(self.device), targets.to(self.device), tail_mask.to(self.device)
+        past_mask = prefix_mask[select]
+        positions = past_mask.sum(-1, keepdim=True) + torch.arange(width, device=self.device)
+        logits = self.model(
+            input_ids=ids,
+            attention_mask=torch.cat([past_mask, tail_mask], dim=1),
+            position_ids=positions,
+            use_cache=True,
+            **{self._cache_kw: cache},
+        ).logits.float()
+        token_scores = torch.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+        totals = (token_scores * tail_mask).sum(-1)
+        for i, (_, row, col, _, first_score) in enumerate(requests):
+            results[row][col] = first_score + float(totals[i])
+
+    def close(self) -> None:
+        self.model = None
