@@ -87,8 +87,12 @@ def build_dataset(cfg: DataBuildConfig, out: str | Path) -> dict:
 
     from models.loading import load_tokenizer
 
+    from behaviors.audit import read_audit_file
+
     out = Path(out)
     check_pcd_match(cfg)
+    for path in cfg.audit_files:
+        read_audit_file(path)  # a bad line fails now, before S loads or anything is written
     run = RunDir(out, cfg, command="pcdrl data build")
     start = time.time()
     tokenizer = load_tokenizer(cfg.subject_model)

@@ -62,6 +62,15 @@ class AttributesConfig:
     min_items: int = 12
     """An attribute with fewer items after balancing is dropped (and named in the summary)."""
 
+    def __post_init__(self) -> None:
+        from behaviors.checkers import CHECKERS
+
+        unknown = [name for name in self.checkers if name not in CHECKERS]
+        if unknown:
+            raise ConfigError(f"attributes.checkers: unknown checker(s) {unknown}; known: {', '.join(sorted(CHECKERS))}")
+        if self.balance_factor < 1.0:
+            raise ConfigError(f"attributes.balance_factor: must be >= 1, got {self.balance_factor}")
+
 
 @dataclass
 class SplitConfig:

@@ -82,7 +82,8 @@ def score_row(judge: Judge, judge_cfg: JudgeConfig, row: str, items, shown, jour
     explanations = [explanation_for(row, it, shown, i) for i, it in enumerate(items)]
     identity = {k: v for k, v in asdict(judge_cfg).items() if k != "name"}
     keys = [work_key(identity, judge.prompt(it["question"], e), it["options"]) for it, e in zip(items, explanations)]
-    todo = [i for i, key in enumerate(keys) if key not in journal]
+    # Identical prompts (the prior row's, say) are scored once: the key covers everything the answer depends on.
+    todo = list({key: i for i, key in reversed(list(enumerate(keys))) if key not in journal}.values())[::-1]
     bar.update(task, status=f"{judge_cfg.name}/{row}")
     bar.advance(task, len(items) - len(todo))
     for start in range(0, len(todo), chunk):

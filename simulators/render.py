@@ -27,8 +27,8 @@ class Explanation:
     """Concept labels, most important first."""
     formula: str = ""
     """A propositional formula over concept labels (formula policies)."""
-    oracle: str = ""
-    """S's actual output (the oracle row only)."""
+    oracle: str | None = None
+    """S's actual output (the oracle row only); an empty output is shown as "(nothing)"."""
 
 
 @dataclass(frozen=True)
@@ -59,8 +59,8 @@ def load_template(name: str = "default", persona: str = "novice", path: str = ""
 def render_explanation(explanation: Explanation, template: Template, max_labels: int = 8) -> str:
     parts = template.parts
     labels = [label.strip() for label in explanation.labels if label and label.strip()][:max_labels]
-    if explanation.oracle.strip():
-        return f"{parts['oracle_header']} {' '.join(explanation.oracle.split())}"
+    if explanation.oracle is not None:
+        return f"{parts['oracle_header']} {' '.join(explanation.oracle.split()) or '(nothing)'}"
     if explanation.formula.strip():
         return f"{parts['formula_header']} {explanation.formula.strip()}"
     if not labels:

@@ -23,8 +23,11 @@ def _check_outputs(checkpoint, summary, n_labelled):
     assert summary["concepts_labelled"] == n_labelled
     assert 0.0 <= summary["autointerp_score"] <= 1.0
     concepts = json.loads((checkpoint / "concepts.json").read_text())
-    assert len(concepts["concepts"]) == n_labelled
-    entry = concepts["concepts"][0]
+    scored = [c for c in concepts["concepts"] if c["scored"]]
+    assert len(scored) == n_labelled
+    # label_all: every other concept that fires gets a cheap token label, marked unscored.
+    assert all(c["label"].startswith("the words ") for c in concepts["concepts"] if not c["scored"])
+    entry = scored[0]
     assert entry["label"].strip() and entry["top_examples"] and "[[" in entry["top_examples"][0]
     assert "usage" in concepts, "pretraining's firing statistics must survive labelling"
     assert PCD.from_pretrained(checkpoint).concepts == concepts
