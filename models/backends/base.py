@@ -49,7 +49,9 @@ class BackendConfig:
     kv_cache_gb: float = 1.0
     """`vllm` only: KV-cache space (GiB); on CPU this sets VLLM_CPU_KVCACHE_SPACE."""
     tokenizer: str = ""
-    """`http` only: a local tokenizer (name or folder) used to decode token-id prompts; empty = none."""
+    """`http` only: a local tokenizer (name or folder). When set, scoring sends token ids (prefix and option
+    tokenized apart, exactly as `hf` does); when empty, the server tokenizes prefix+option jointly, so options
+    should start with a space."""
 
 
 VALID_KINDS = ("hf", "vllm", "http")

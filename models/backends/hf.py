@@ -3,6 +3,8 @@
 Scoring runs each distinct prefix once (left-padded, with explicit position ids so padding does
 not shift positions) and keeps its key-value cache; every option of that prefix then runs on a
 copy of the cache. Single-token options (" Yes", " No") need only the prefix's last logits.
+Prefixes in one batch that begin with the same tokens (a judge's persona and header, say) run
+that shared stem once, not once per row.
 """
 from __future__ import annotations
 
@@ -13,6 +15,19 @@ from collections import defaultdict
 import torch
 
 from models.backends.base import Backend, BackendConfig, Prompt, check_options
+
+MIN_SHARED_STEM = 8  # below this many shared tokens, running the stem separately is not worth a call
+
+
+def shared_stem_length(rows: list[list[int]]) -> int:
+    """Tokens every row starts with, leaving each row at least one token of its own."""
+    if len(rows) < 2:
+        return 0
+    n = 0
+    shortest = min(len(r) for r in rows) - 1
+    while n < shortest and all(r[n] == rows[0][n] for r in rows):
+        n += 1
+    return n if n >= MIN_SHARED_STEM else 0
 
 
 class HFBackend(Backend):
@@ -90,11 +105,28 @@ class HFBackend(Backend):
             self._score_chunk(unique[start : start + self.config.batch_size], by_prefix, results)
         return results
 
-    def _score_chunk(self, chunk: list[str], by_prefix, results) -> None:
-        ids, mask, positions = self._left_pad([self.prompt_ids(p) for p in chunk])
+    def _run_prefixes(self, rows: list[list[int]]):
+        """Forward the prefixes, keeping their cache -> (output, attention mask over the cache)."""
+        stem = shared_stem_length(rows)
+        if not stem:
+            ids, mask, positions = self._left_pad(rows)
+            out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1)
+            return out, mask
+        stem_ids = torch.tensor([rows[0][:stem]], device=self.device)
+        stem_out = self.model(input_ids=stem_ids, use_cache=True, logits_to_keep=1)
+        cache = stem_out.cache if hasattr(stem_out, "cache") else stem_out.past_key_values
+        cache.batch_repeat_interleave(len(rows))
+        # Each row's own tokens follow the stem; padding sits between the two and is masked out.
+        ids, own_mask, own_positions = self._left_pad([r[stem:] for r in rows])
+        mask = torch.cat([torch.ones(len(rows), stem, dtype=own_mask.dtype, device=self.device), own_mask], dim=1)
         out = self.model(
-            input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1
+            input_ids=ids, attention_mask=mask, position_ids=own_positions + stem, use_cache=True,
+            logits_to_keep=1, **{self._cache_kw: cache},
         )
+        return out, mask
+
+    def _score_chunk(self, chunk: list[str], by_prefix, results) -> None:
+        out, mask = self._run_prefixes([self.prompt_ids(p) for p in chunk])
         first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
         longer = []  # (prefix row in chunk, result row, result col, option ids, first-token score)
         for b, prefix in enumerate(chunk):

@@ -58,3 +58,20 @@ def test_real_smollm2_scores_match_full_forward():
     flat = continuation_logprobs(backend.model, backend.tokenizer, [p for p, o in zip(prefixes, options) for _ in o],
                                  [x for o in options for x in o])
     assert [x for row in got for x in row] == pytest.approx(flat.tolist(), abs=1e-3)
+
+
+def test_shared_stem_scores_match_unbatched_forwards(tiny_model_dir):
+    """Prefixes with a long common start (a judge's persona) run the stem once; scores must not change."""
+    from models.backends.hf import shared_stem_length
+
+    backend = make_backend(BackendConfig(model=tiny_model_dir, batch_size=4))
+    stem = "You are a careful reader of notes. "
+    prefixes = [stem + "one", stem + "a much longer second prefix", stem + "x", stem + "one more"]
+    options = [[" a", " bcd"], [" e"], [" fg", " h", " ijk"], [" l"]]
+    rows = [backend.prompt_ids(p) for p in prefixes]
+    assert shared_stem_length(rows) == len(stem)
+    assert shared_stem_length([rows[0], rows[0]]) == len(rows[0]) - 1  # each row keeps a token of its own
+    got = backend.score_options(prefixes, options)
+    want = unbatched(backend, prefixes, options)
+    for g, w in zip(got, want):
+        assert g == pytest.approx(w, abs=1e-4)
