@@ -61,13 +61,15 @@ def build_items(cfg: DataBuildConfig, out: Path, backend, tokenizer) -> tuple[li
     return items, dropped
 
 
-def summarize(items: list[Item], dropped: dict[str, str]) -> dict:
+def summarize(items: list[Item], dropped: dict[str, str], heldout_attributes: list[str]) -> dict:
     counts = Counter(f"{it.family}/{it.attribute}/{it.split}" for it in items)
     balance = answer_balance(items)
     # What a judge that always says "No" scores, per binary question type (the 70% bar).
     always_no = {key: shares.get("No", 0.0) for key, shares in balance.items() if set(shares) == {"Yes", "No"}}
-    train_groups = {it.group for it in items if it.split == "train"}
-    test_groups = {it.group for it in items if it.split == "test"}
+    # Whole prompts are held out; a held-out *attribute* asks a new question, on every prompt (seen ones too).
+    regular = [it for it in items if it.attribute not in heldout_attributes]
+    train_groups = {it.group for it in regular if it.split == "train"}
+    test_groups = {it.group for it in regular if it.split == "test"}
     return {
         "n_items": len(items),
         "counts": dict(sorted(counts.items())),
@@ -79,6 +81,8 @@ def summarize(items: list[Item], dropped: dict[str, str]) -> dict:
             {it.attribute for it in items if it.split == "test"} - {it.attribute for it in items if it.split == "train"}
         ),
         "groups_in_both_splits": len(train_groups & test_groups),
+        "heldout_attribute_items_on_train_prompts": sum(
+            it.attribute in heldout_attributes and it.group in train_groups for it in items),
     }
 
 
@@ -105,7 +109,7 @@ def build_dataset(cfg: DataBuildConfig, out: str | Path) -> dict:
         raise ValueError("no items were built: enable a family (continuation, attributes) or give audit_files")
     with atomic_directory(out / "dataset") as tmp:
         Dataset.from_list([it.record() for it in items]).save_to_disk(str(tmp))
-    summary = {**summarize(items, dropped), "subject_model": cfg.subject_model, "layer": cfg.layer,
+    summary = {**summarize(items, dropped, cfg.split.heldout_attributes), "subject_model": cfg.subject_model, "layer": cfg.layer,
                "wall_seconds": round(time.time() - start, 1), "dataset": str(out / "dataset")}
     run.write_summary(summary)
     run.close()

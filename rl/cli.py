@@ -89,6 +89,11 @@ def main(argv: list[str] | None = None) -> int:
     except StopRequested as stop:
         print(f"pcdrl {args.verb}: {stop}", file=sys.stderr)
         return 130
+    except KeyboardInterrupt:
+        # data build and judge-eval journal every finished chunk; nothing finished is lost.
+        print(f"pcdrl {args.verb}: interrupted; finished work is kept in the run folder, "
+              "run the same command again to resume", file=sys.stderr)
+        return 130
     return 1
 
 
