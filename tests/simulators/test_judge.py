@@ -60,3 +60,15 @@ def test_real_judge_reads_an_oracle_explanation():
                            [Explanation(oracle=options[0][t]) for t in truths])
     correct = sum(expected_accuracy(s, t) for s, t in zip(answers.scores, truths))
     assert correct == 4
+
+
+@pytest.mark.real_model
+def test_real_gemma_judge_scores_are_calibrated_and_read_the_oracle():
+    """Gemma-3-270m (the other family): the calibrated prior is uniform, and told S's output it finds the option."""
+    judge = Judge(JudgeConfig(name="gemma", backend=BackendConfig(model="gemma3-270m", batch_size=4)))
+    options = [["And God said", "import numpy as np", "the seventh day", "return self"]] * 2
+    prior = judge.answer(["Which text will the model write next?"] * 2, options, [None, None])
+    assert prior.probs[0] == pytest.approx([0.25] * 4)
+    answers = judge.answer(["Which text will the model write next?"] * 2, options,
+                           [Explanation(oracle="import numpy as np"), Explanation(oracle="the seventh day")])
+    assert [max(range(4), key=lambda j: s[j]) for s in answers.scores] == [1, 2]
