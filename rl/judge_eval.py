@@ -81,7 +81,9 @@ def explanation_for(row: str, item: dict, shown: dict[str, list[dict]], index: i
 def score_row(judge: Judge, judge_cfg: JudgeConfig, row: str, items, shown, journal: Journal, chunk: int, bar, task):
     explanations = [explanation_for(row, it, shown, i) for i, it in enumerate(items)]
     identity = {k: v for k, v in asdict(judge_cfg).items() if k != "name"}
-    keys = [work_key(identity, judge.prompt(it["question"], e), it["options"]) for it, e in zip(items, explanations)]
+    # The prior row's answers are the calibration baseline itself (uniform after PMI); its keys say so.
+    keys = [work_key(identity, judge.prompt(it["question"], e), it["options"], *(("baseline",) if e is None else ()))
+            for it, e in zip(items, explanations)]
     # Identical prompts (the prior row's, say) are scored once: the key covers everything the answer depends on.
     todo = list({key: i for i, key in reversed(list(enumerate(keys))) if key not in journal}.values())[::-1]
     bar.update(task, status=f"{judge_cfg.name}/{row}")

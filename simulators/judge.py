@@ -51,25 +51,32 @@ class Judge:
         for row, opts in enumerate(options):
             if len(set(opts)) != len(opts):
                 raise DuplicateOptionsError(f"item {row}: duplicate options {opts}; the judge cannot tell them apart")
-        prompts = [self.prompt(q, e) for q, e in zip(questions, explanations)]
         texts = [[option_text(self.template, o) for o in opts] for opts in options]
         bare = [self.prompt(q, None) for q in questions]
-        # One backend call for the explained prompts and any calibration prompts not seen before.
-        extra = {}
-        if self.cfg.calibration == "pmi":
-            for prefix, opts in zip(bare, texts):
-                missing = [o for o in opts if (prefix, o) not in self._baseline]
-                if missing:
-                    extra.setdefault(prefix, set()).update(missing)
+        # Rows without an explanation *are* the calibration prompt: their raw scores are the baseline,
+        # so their calibrated scores are exactly zero (a uniform prior), whatever the batch looks like.
+        explained = [i for i, e in enumerate(explanations) if e is not None]
+        prompts = [self.prompt(questions[i], explanations[i]) for i in explained]
+        needs_baseline = range(len(questions)) if self.cfg.calibration == "pmi" else \
+            [i for i, e in enumerate(explanations) if e is None]
+        extra: dict[str, set[str]] = {}
+        for i in needs_baseline:
+            missing = [o for o in texts[i] if (bare[i], o) not in self._baseline]
+            if missing:
+                extra.setdefault(bare[i], set()).update(missing)
         extra_prefixes = list(extra)
         extra_options = [sorted(extra[p]) for p in extra_prefixes]
-        scored = self.backend.score_options(prompts + extra_prefixes, texts + extra_options)
+        # One backend call for the explained prompts and any calibration prompts not seen before.
+        scored = self.backend.score_options(prompts + extra_prefixes, [texts[i] for i in explained] + extra_options)
         for prefix, opts, values in zip(extra_prefixes, extra_options, scored[len(prompts):]):
             for option, value in zip(opts, values):
                 self._baseline[(prefix, option)] = value
-        raw = scored[: len(prompts)]
+        baseline = [[self._baseline.get((bare[i], o)) for o in texts[i]] for i in range(len(questions))]
+        raw = list(baseline)
+        for i, values in zip(explained, scored[: len(prompts)]):
+            raw[i] = values
         if self.cfg.calibration == "pmi":
-            scores = [calibrate(r, [self._baseline[(p, o)] for o in opts]) for r, p, opts in zip(raw, bare, texts)]
+            scores = [calibrate(r, b) for r, b in zip(raw, baseline)]
         else:
             scores = raw
         probs = [softmax(s, self.cfg.temperature) for s in scores]
