@@ -1,5 +1,5 @@
 # Two commands do all the set-up on a fresh machine:
-#   make quickstart   create .venv, install, pretrain + label the quickstart PCD on SmolLM2
+#   make quickstart   create .venv, install, pretrain + label the quickstart PCD on SmolLM2, build behaviour questions
 #   make test         create .venv, install, run the test suite
 # Installation is idempotent: the stamp file is rebuilt only when pyproject/constraints change.
 PYTHON ?= python3
@@ -59,6 +59,7 @@ test-vllm: install-vllm
 quickstart: install
 	$(BIN)/pcdrl pretrain configs/pcd/quickstart.yaml --out $(OUT)/pcd-pretrain $(if $(wildcard $(OUT)/pcd-pretrain/checkpoints),--resume,)
 	$(BIN)/pcdrl label $(OUT)/pcd-pretrain/pcd --config configs/pcd/label_quickstart.yaml --out $(OUT)/label
+	$(BIN)/pcdrl data build configs/data/quickstart.yaml --out $(OUT)/data
 
 clean-runs:
 	rm -rf runs

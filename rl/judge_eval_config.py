@@ -23,7 +23,7 @@ class JudgeEvalConfig:
 
     data: str = "runs/quickstart/data"
     """A `pcdrl data build` run folder (or its dataset/ folder)."""
-    pcd: str = "runs/quickstart/pcd"
+    pcd: str = "runs/quickstart/pcd-pretrain/pcd"
     """The labelled PCD checkpoint behind the `random` and `pretrained` rows."""
     split: str = "test"
     """Which split to score (held-out questions by default)."""
