@@ -254,13 +254,14 @@ def test_too_few_retries_for_the_503s_fail(flaky_server):
     assert len(server.bodies) == 2
 
 
-def test_server_cli_serves_on_the_announced_url(tiny_model_dir):
-    """`python -m models.server` prints its URL when ready; port 0 picks a free one."""
+@pytest.mark.parametrize("command", [["-m", "models.server"], ["-m", "rl.cli", "serve"]])
+def test_server_cli_serves_on_the_announced_url(tiny_model_dir, command):
+    """`python -m models.server` (and `pcdrl serve`) print the URL when ready; port 0 picks a free one."""
     import subprocess
     import sys
     import urllib.request
 
-    proc = subprocess.Popen([sys.executable, "-m", "models.server", "--model", tiny_model_dir, "--port", "0"],
+    proc = subprocess.Popen([sys.executable, *command, "--model", tiny_model_dir, "--port", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         line = proc.stdout.readline().strip()
