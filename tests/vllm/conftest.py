@@ -21,11 +21,19 @@ import pytest
 MODEL = "smollm2-135m-instruct"
 
 
-def pytest_configure(config):
-    if importlib.util.find_spec("vllm") is None:
-        raise pytest.UsageError(
-            "tests/vllm need the vLLM venv: run `make test-vllm` (it builds .venv-vllm), "
-            "or run them with a Python that has vllm installed."
+VLLM_MISSING = importlib.util.find_spec("vllm") is None
+if VLLM_MISSING:
+    # A plain `pytest` in the main venv leaves these tests out rather than failing on them. Under
+    # `make test-vllm` a missing vllm leaves no test to run, and pytest's exit code 5 fails the target.
+    collect_ignore_glob = ["test_*.py"]
+
+
+def pytest_terminal_summary(terminalreporter):
+    if VLLM_MISSING:
+        terminalreporter.write_line(
+            "tests/vllm were not collected: vllm is not installed in this Python. "
+            "`make test-vllm` builds the .venv-vllm venv and runs them there.",
+            yellow=True,
         )
 
 
