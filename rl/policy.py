@@ -1,0 +1,101 @@
+"""The concept-set policy: the PCD encoder with a LoRA adapter on W_enc, pooled over read positions.
+
+Pre-activations are linear in the activation, so pooling the logits over an item's read
+positions equals running W_enc once on the mean normalised activation: the policy sees one vector
+per item, and never the question. The reference is a frozen copy of the *pretrained* encoder
+(optionally int8-quantized). It is not "the policy with adapters disabled": the pretrained PCD
+carries a decoder adapter of its own, and a future policy may start from an RL adapter.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from rl.sampling import greedy_top_k, gumbel_top_k, plackett_luce_logprob
+
+
+@dataclass
+class PolicyConfig:
+    """How explanations are sampled and which weights train."""
+
+    k: int = 8
+    """Concepts per explanation."""
+    temperature: float = 1.0
+    """Sampling temperature on the pooled logits."""
+    lora_rank: int = 8
+    """LoRA rank on W_enc."""
+    lora_alpha: int = 16
+    """LoRA alpha on W_enc."""
+    labelled_only: bool = True
+    """Sample only concepts that have a label (an unlabelled concept cannot be shown to the judge)."""
+
+
+def pooled_inputs(encoder, activations: list[torch.Tensor]) -> torch.Tensor:
+    """Mean normalised activation over each item's read positions -> [N, d]."""
+    return torch.stack([encoder.normalize(a.to(encoder.W_enc.weight.device)).mean(0) for a in activations])
+
+
+class ConceptSetPolicy(nn.Module):
+    def __init__(self, encoder, config: PolicyConfig, allowed: torch.Tensor | None = None):
+        super().__init__()
+        from peft import LoraConfig, get_peft_model
+
+        self.config = config
+        frozen = copy.deepcopy(encoder)
+        for p in frozen.parameters():
+            p.requires_grad_(False)
+        self.reference_head = frozen.W_enc  # the pretrained W_enc, never trained
+        head = nn.Module()
+        head.W_enc = copy.deepcopy(encoder.W_enc)
+        lora = LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, target_modules=["W_enc"], lora_dropout=0.0)
+        self.head = get_peft_model(head, lora)
+        self.register_buffer("allowed", allowed if allowed is not None else torch.ones(encoder.n_concepts, dtype=torch.bool))
+
+    def _mask(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits.masked_fill(~self.allowed, float("-inf")) if self.config.labelled_only else logits
+
+    def logits(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self._mask(self.head.base_model.model.W_enc(pooled))
+
+    @torch.no_grad()
+    def reference_logits(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self._mask(self.reference_head(pooled))
+
+    def sample(self, pooled: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        with torch.no_grad():
+            return gumbel_top_k(self.logits(pooled), self.config.k, self.config.temperature, generator)
+
+    @torch.no_grad()
+    def greedy(self, pooled: torch.Tensor) -> torch.Tensor:
+        return greedy_top_k(self.logits(pooled), self.config.k)
+
+    def logprob(self, pooled: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
+        return plackett_luce_logprob(self.logits(pooled), chosen, self.config.temperature)
+
+    @torch.no_grad()
+    def reference_logprob(self, pooled: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
+        return plackett_luce_logprob(self.reference_logits(pooled), chosen, self.config.temperature)
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.head.parameters() if p.requires_grad]
+
+    def quantize_reference(self) -> None:
+        """int8 dynamic weights for the frozen reference (CPU); see tests for the KL it preserves."""
+        from models.loading import quantize_int8_dynamic
+
+        wrapper = nn.Sequential(self.reference_head)
+        self.reference_head = quantize_int8_dynamic(wrapper)[0]
+
+
+def kl_estimate(logprob: torch.Tensor, reference_logprob: torch.Tensor, kind: str = "k3") -> torch.Tensor:
+    """Per-sample KL(π‖π_ref) estimators on samples from π: k1 = log π − log π_ref; k3 = r − 1 − log r,
+    r = π_ref/π (unbiased and always ≥ 0)."""
+    log_ratio = reference_logprob - logprob
+    if kind == "k1":
+        return -log_ratio
+    if kind == "k3":
+        return torch.exp(log_ratio) - 1 - log_ratio
+    raise ValueError(f"kl estimator '{kind}' is unknown; choose k1 or k3")
