@@ -29,14 +29,19 @@ def greedy_top_k(logits: torch.Tensor, k: int) -> torch.Tensor:
     return logits.detach().topk(k, dim=-1).indices
 
 
-def plackett_luce_logprob(logits: torch.Tensor, chosen: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """log-probability of drawing ``chosen`` [N, k] in that order from logits [N, m] -> [N]."""
+def plackett_luce_step_logprobs(logits: torch.Tensor, chosen: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Per pick: log p(c_j | c_1..c_{j-1}) -> [N, k]. The picks play the part of tokens in GRPO's losses."""
     z = logits.float() / temperature
     taken = torch.zeros_like(z, dtype=torch.bool)
-    total = torch.zeros(z.shape[0], dtype=z.dtype, device=z.device)
+    steps = []
     for j in range(chosen.shape[1]):
         remaining = z.masked_fill(taken, float("-inf"))
         picked = chosen[:, j : j + 1]
-        total = total + z.gather(1, picked).squeeze(1) - torch.logsumexp(remaining, dim=-1)
+        steps.append(z.gather(1, picked).squeeze(1) - torch.logsumexp(remaining, dim=-1))
         taken = taken.scatter(1, picked, True)
-    return total
+    return torch.stack(steps, dim=1)
+
+
+def plackett_luce_logprob(logits: torch.Tensor, chosen: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """log-probability of drawing ``chosen`` [N, k] in that order from logits [N, m] -> [N]."""
+    return plackett_luce_step_logprobs(logits, chosen, temperature).sum(1)
