@@ -1,0 +1,29 @@
+import torch
+
+from models.backends import BackendConfig
+from pcd.encoder import ConceptEncoder
+from rl.losses import group_advantages
+from rl.policy import ConceptSetPolicy, PolicyConfig, pooled_inputs
+from rl.rollout import ValueHead, rollout
+from simulators.config import JudgeConfig
+from simulators.judge import Judge
+
+
+def test_rollout_with_a_real_tiny_judge(tiny_model_dir):
+    torch.manual_seed(0)
+    encoder = ConceptEncoder(16, 24, k=4, generator=torch.Generator().manual_seed(0))
+    policy = ConceptSetPolicy(encoder, PolicyConfig(k=3))
+    labels = {c: f"concept number {c}" for c in range(24)}
+    items = [{"question": "Will it refuse?", "options": ["Yes", "No"], "answer": 0},
+             {"question": "Which next?", "options": ["abc", "de", "fgh"], "answer": 2}]
+    pooled = pooled_inputs(encoder, [torch.randn(4, 16), torch.randn(2, 16)])
+    judge = Judge(JudgeConfig(backend=BackendConfig(model=tiny_model_dir)))
+    out = rollout(policy, pooled, items, labels, judge, {"judge_logprob": 1.0, "fidelity": 0.5}, group_size=4,
+                  generator=torch.Generator().manual_seed(0), top_k_active=4)
+    assert out.item_rows.tolist() == [0, 0, 0, 0, 1, 1, 1, 1] and out.chosen.shape == (8, 3)
+    assert torch.allclose(out.old_logprobs, out.ref_logprobs), "at step 0 the policy is the reference"
+    assert out.reward.finite.all() and set(out.reward.terms) == {"judge_logprob", "fidelity"}
+    assert all(abs(sum(p) - 1) < 1e-6 for p in out.answers.probs)
+    advantages = group_advantages(out.reward.total.float(), 4)
+    assert advantages.view(2, 4).sum(1).abs().max() < 1e-4
+    assert ValueHead(16)(pooled).shape == (2,)
