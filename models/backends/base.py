@@ -74,6 +74,22 @@ class Backend(ABC):
     def score_options(self, prefixes: list[str], options: list[list[str]]) -> list[list[float]]:
         """log p(option | prefix), summed over the option's tokens, for every option of every prefix."""
 
+    def prompt_ids(self, prompt: Prompt) -> list[int]:
+        """A prompt's tokens: text with the tokenizer's default special tokens (its BOS, if any); ids as given.
+
+        Needs ``self.tokenizer``; every backend that tokenizes locally uses this, so all score alike.
+        """
+        if isinstance(prompt, str):
+            return list(self.tokenizer(prompt)["input_ids"])
+        return [int(t) for t in prompt]
+
+    def option_ids(self, option: str) -> list[int]:
+        """An option's tokens, without special tokens, the same whatever prefix precedes it."""
+        ids = list(self.tokenizer(option, add_special_tokens=False)["input_ids"])
+        if not ids:
+            raise ValueError(f"option {option!r} is empty after tokenization")
+        return ids
+
     def close(self) -> None:
         """Release the model or connection (engines hold memory and processes)."""
 

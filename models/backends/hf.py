@@ -47,17 +47,7 @@ class HFBackend(Backend):
         """Wrap a model that is already in memory (S during data building, say)."""
         return cls(BackendConfig(kind="hf", model=name, batch_size=batch_size), model=model, tokenizer=tokenizer)
 
-    # ----------------------------------------------------------------- tokenization
-    def prompt_ids(self, prompt: Prompt) -> list[int]:
-        if isinstance(prompt, str):
-            return list(self.tokenizer(prompt)["input_ids"])  # the tokenizer's BOS, if it adds one
-        return [int(t) for t in prompt]
-
-    def option_ids(self, option: str) -> list[int]:
-        ids = list(self.tokenizer(option, add_special_tokens=False)["input_ids"])
-        if not ids:
-            raise ValueError(f"option {option!r} is empty after tokenization")
-        return ids
+    # prompt_ids / option_ids come from Backend: every local tokenizer scores alike.
 
     def _left_pad(self, rows: list[list[int]]):
         width = max(len(r) for r in rows)

@@ -177,11 +177,7 @@ class HTTPBackend(Backend):
     def _score_by_ids(self, pairs: list[tuple[str, str]]) -> list[float]:
         rows = []
         for prefix, option in pairs:
-            p = list(self.tokenizer(prefix)["input_ids"])
-            o = list(self.tokenizer(option, add_special_tokens=False)["input_ids"])
-            if not o:
-                raise ValueError(f"option {option!r} is empty after tokenization")
-            rows.append((p, o))
+            rows.append((self.prompt_ids(prefix), self.option_ids(option)))
         choices = self._choices([p + o for p, o in rows], self._score_payload())
         scores = []
         for (p, o), choice, pair in zip(rows, choices, pairs):

@@ -89,17 +89,7 @@ class VLLMBackend(Backend):
         except Exception as err:  # engine start errors are deep in worker processes; name the model
             raise BackendError(f"vLLM could not start an engine for '{config.model}' ({path}): {err}") from err
 
-    # ----------------------------------------------------------------- tokenization
-    def prompt_ids(self, prompt: Prompt) -> list[int]:
-        if isinstance(prompt, str):
-            return list(self.tokenizer(prompt)["input_ids"])  # the tokenizer's BOS, if it adds one
-        return [int(t) for t in prompt]
-
-    def option_ids(self, option: str) -> list[int]:
-        ids = list(self.tokenizer(option, add_special_tokens=False)["input_ids"])
-        if not ids:
-            raise ValueError(f"option {option!r} is empty after tokenization")
-        return ids
+    # prompt_ids / option_ids come from Backend: every local tokenizer scores alike.
 
     # ----------------------------------------------------------------- generation
     def generate(self, prompts: list[Prompt], max_new_tokens: int, ignore_eos: bool = False) -> list[str]:
