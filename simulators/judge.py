@@ -64,16 +64,17 @@ class Judge:
             missing = [o for o in texts[i] if (bare[i], o) not in self._baseline]
             if missing:
                 extra.setdefault(bare[i], set()).update(missing)
-        extra_prefixes = list(extra)
-        extra_options = [sorted(extra[p]) for p in extra_prefixes]
-        # One backend call for the explained prompts and any calibration prompts not seen before.
-        scored = self.backend.score_options(prompts + extra_prefixes, [texts[i] for i in explained] + extra_options)
-        for prefix, opts, values in zip(extra_prefixes, extra_options, scored[len(prompts):]):
-            for option, value in zip(opts, values):
+        # Each calibration prompt runs in a call of its own, so its scores do not depend on which other
+        # prompts happened to be uncached in this call. A resumed RL run also restores the cache itself
+        # (calibration_state), so it repeats the uninterrupted run's computations exactly.
+        for prefix, missing in extra.items():
+            ordered = sorted(missing)
+            for option, value in zip(ordered, self.backend.score_options([prefix], [ordered])[0]):
                 self._baseline[(prefix, option)] = value
+        scored = self.backend.score_options(prompts, [texts[i] for i in explained]) if prompts else []
         baseline = [[self._baseline.get((bare[i], o)) for o in texts[i]] for i in range(len(questions))]
         raw = list(baseline)
-        for i, values in zip(explained, scored[: len(prompts)]):
+        for i, values in zip(explained, scored):
             raw[i] = values
         if self.cfg.calibration == "pmi":
             scores = [calibrate(r, b) for r, b in zip(raw, baseline)]
@@ -81,6 +82,13 @@ class Judge:
             scores = raw
         probs = [softmax(s, self.cfg.temperature) for s in scores]
         return JudgeAnswers(probs=probs, scores=scores, raw=raw)
+
+    def calibration_state(self) -> list[list]:
+        """The cached no-explanation scores, as JSON-ready rows (saved with RL checkpoints)."""
+        return [[prefix, option, value] for (prefix, option), value in self._baseline.items()]
+
+    def load_calibration_state(self, rows: list[list]) -> None:
+        self._baseline = {(prefix, option): float(value) for prefix, option, value in rows}
 
     def close(self) -> None:
         self.backend.close()

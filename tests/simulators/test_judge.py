@@ -72,3 +72,12 @@ def test_real_gemma_judge_scores_are_calibrated_and_read_the_oracle():
     answers = judge.answer(["Which text will the model write next?"] * 2, options,
                            [Explanation(oracle="import numpy as np"), Explanation(oracle="the seventh day")])
     assert [max(range(4), key=lambda j: s[j]) for s in answers.scores] == [1, 2]
+
+
+def test_calibration_cache_round_trips(tiny_judge, tiny_model_dir):
+    questions, options = ["Which next?"] * 2, [["abc", "de"], ["de", "fgh"]]
+    explanations = [Explanation(labels=("x",)), Explanation(labels=("y",))]
+    warm = tiny_judge.answer(questions, options, explanations)
+    fresh = Judge(JudgeConfig(name="tiny", backend=BackendConfig(model=tiny_model_dir)))
+    fresh.load_calibration_state(tiny_judge.calibration_state())
+    assert fresh.answer(questions, options, explanations).scores == warm.scores
