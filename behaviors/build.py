@@ -99,8 +99,9 @@ def build_dataset(cfg: DataBuildConfig, out: str | Path) -> dict:
         read_audit_file(path)  # a bad line fails now, before S loads or anything is written
     run = RunDir(out, cfg, command="pcdrl data build")
     start = time.time()
-    tokenizer = load_tokenizer(cfg.subject_model)
     backend = make_generator(cfg)
+    # The hf and vllm backends already hold S's tokenizer; an http backend may not.
+    tokenizer = getattr(backend, "tokenizer", None) or load_tokenizer(cfg.subject_model)
     try:
         items, dropped = build_items(cfg, out, backend, tokenizer)
     finally:
