@@ -45,6 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
     jev.add_argument("config", type=Path, help="YAML config, e.g. configs/eval/judge_eval.yaml")
     _add_run_args(jev)
 
+    trn = verbs.add_parser("train", help="RL (GRPO) on concept sets against a simulated-human judge")
+    trn.add_argument("config", type=Path, help="YAML config, e.g. configs/rl/grpo_concepts.yaml")
+    trn.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    _add_run_args(trn)
+
     serve = verbs.add_parser("serve", help="serve a model as an OpenAI-compatible completions endpoint (loopback)")
     serve.add_argument("--model", default="smollm2-135m-instruct", help="offline name, local folder or hub id")
     serve.add_argument("--host", default="127.0.0.1")
@@ -75,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
             return _data_build(args)
         if args.verb == "judge-eval":
             return _judge_eval(args)
+        if args.verb == "train":
+            return _train(args)
         if args.verb == "serve":
             from models.server import main as serve_main
 
@@ -159,6 +166,20 @@ def _judge_eval(args) -> int:
     summary = judge_eval(cfg, out)
     print(judge_eval_table(summary))
     print(f"summary: {out / 'summary.json'}", file=sys.stderr)
+    return 0
+
+
+def _train(args) -> int:
+    import json
+
+    from configs.loader import load_config
+    from rl.train_config import RLTrainConfig
+    from rl.trainer import train
+
+    cfg = load_config(RLTrainConfig, args.config, args.overrides)
+    out = args.out or Path("runs") / f"train-{args.config.stem}"
+    _refuse_existing(out, args.resume)
+    print(json.dumps(train(cfg, out, resume=args.resume), indent=2))
     return 0
 
 

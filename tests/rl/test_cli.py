@@ -31,3 +31,9 @@ def test_label_on_a_folder_that_is_not_a_checkpoint(tmp_path):
 def test_stray_arguments_are_rejected():
     result = pcdrl("pretrain", "configs/pcd/quickstart.yaml", "--bogus")
     assert result.returncode == 2 and "unrecognized arguments: --bogus" in result.stderr
+
+
+def test_train_refuses_unknown_rewards_before_loading_anything(tmp_path):
+    result = pcdrl("train", "configs/rl/grpo_concepts.yaml", "--out", str(tmp_path / "run"), "rewards={judge_corect: 1}")
+    assert result.returncode == 2 and "unknown reward 'judge_corect'; built-in rewards:" in result.stderr
+    assert not (tmp_path / "run").exists()
