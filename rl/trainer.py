@@ -21,6 +21,7 @@ from configs.progress import progress_bar
 from configs.rundir import RunDir
 from configs.signals import GracefulStop, StopRequested
 from pcd.concepts import labelled_concepts, read_item_activations
+from pcd.pretrain import batch_indices
 from pcd.train_state import latest_checkpoint, load_train_state, save_train_state
 from rewards import check_weights
 from rl.losses import clipped_policy_loss, group_advantages
@@ -67,14 +68,6 @@ def greedy_accuracy(policy, pooled, items, labels, judge: Judge) -> float:
     answers = judge.answer([it["question"] for it in items], [it["options"] for it in items],
                            [Explanation(labels=tuple(labels[c] for c in row)) for row in chosen.tolist()])
     return sum(expected_accuracy(s, it["answer"]) for s, it in zip(answers.scores, items)) / len(items)
-
-
-def batch_rows(n_items: int, per_step: int, step: int, seed: int) -> list[int]:
-    """The items of rollout batch ``step``: a fresh permutation each epoch, a pure function of the step."""
-    per_epoch = max(1, n_items // per_step)
-    epoch, position = divmod(step, per_epoch)
-    order = torch.randperm(n_items, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch)).tolist()
-    return order[position * per_step : (position + 1) * per_step]
 
 
 def _update(policy, optimizer, pooled, out, cfg: RLTrainConfig) -> dict:
@@ -126,7 +119,8 @@ def train(cfg: RLTrainConfig, out: str | Path, resume: bool = False) -> dict:
     with GracefulStop() as stop, progress_bar() as bar:
         task = bar.add_task("GRPO", total=cfg.steps, completed=start, status="")
         for step in range(start, cfg.steps):
-            rows = batch_rows(len(train_items), cfg.items_per_step, step, cfg.seed)
+            # The data position is a pure function of (seed, step), as in pretraining: resume needs no sampler.
+            rows = batch_indices(len(train_items), cfg.items_per_step, step, cfg.seed).tolist()
             out_ = rollout(policy, pooled_train[rows], [train_items[r] for r in rows], labels, judge, cfg.rewards,
                            cfg.grpo.group_size, None, reward_functions, pcd_k)
             metrics = _update(policy, optimizer, pooled_train[rows], out_, cfg)
