@@ -45,3 +45,45 @@ def test_config_errors(pipeline):
         _cfg(pipeline, "rewards={judge_correct: 0.0}")
     with pytest.raises(ConfigError, match="grpo.group_size: needs at least 2"):
         _cfg(pipeline, "grpo.group_size=1")
+
+
+def test_sigkill_five_times_then_resume_gives_the_same_weights(pipeline, tmp_path):
+    """Kill the real CLI with SIGKILL at random steps, five times; the resumed run ends bit-identical."""
+    import os
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from configs.loader import dump_yaml
+
+    cfg = _cfg(pipeline, "steps=30", "heldout_judges=[]", "max_eval_items=2")
+    config = tmp_path / "train.yaml"
+    config.write_text(dump_yaml(cfg))
+    train(cfg, tmp_path / "reference")
+    reference = _final_weights(tmp_path / "reference")
+
+    repo = Path(__file__).resolve().parents[2]
+    out = tmp_path / "killed"
+    pointer = out / "checkpoints" / "latest.txt"
+    rng = random.Random(0)
+    kills, target = 0, 0
+    while kills < 5:
+        target += rng.randint(2, 4)
+        args = [sys.executable, "-m", "rl.cli", "train", str(config), "--out", str(out)] + (["--resume"] if kills else [])
+        proc = subprocess.Popen(args, cwd=repo, env={**os.environ, "PYTHONPATH": str(repo)},
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None:
+            if pointer.exists() and int(pointer.read_text().strip().removeprefix("step_") or 0) >= target:
+                break
+            time.sleep(0.01)
+        assert proc.poll() is None, "the run finished before it could be killed; raise steps"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        kills += 1
+    train(cfg, out, resume=True)
+    resumed = _final_weights(out)
+    assert all(torch.equal(resumed[k], reference[k]) for k in reference)
