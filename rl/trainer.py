@@ -20,6 +20,7 @@ from behaviors.build import load_items
 from configs.progress import progress_bar
 from configs.rundir import RunDir
 from configs.signals import GracefulStop, StopRequested
+from models.backends import BackendError
 from pcd.concepts import labelled_concepts, read_item_activations
 from pcd.pretrain import batch_indices
 from pcd.train_state import latest_checkpoint, load_train_state, save_train_state
@@ -121,8 +122,18 @@ def train(cfg: RLTrainConfig, out: str | Path, resume: bool = False) -> dict:
         for step in range(start, cfg.steps):
             # The data position is a pure function of (seed, step), as in pretraining: resume needs no sampler.
             rows = batch_indices(len(train_items), cfg.items_per_step, step, cfg.seed).tolist()
-            out_ = rollout(policy, pooled_train[rows], [train_items[r] for r in rows], labels, judge, cfg.rewards,
-                           cfg.grpo.group_size, None, reward_functions, pcd_k)
+            rng_before = torch.get_rng_state()
+            try:
+                out_ = rollout(policy, pooled_train[rows], [train_items[r] for r in rows], labels, judge,
+                               cfg.rewards, cfg.grpo.group_size, None, reward_functions, pcd_k)
+            except BackendError as err:
+                # The backend has already retried. Save the state as it was before this step's sampling,
+                # so that --resume repeats this step exactly once the judge is back.
+                torch.set_rng_state(rng_before)
+                save_train_state(run.checkpoints, step, policy.head, optimizer,
+                                 {"config": asdict(cfg), "judge_calibration": judge.calibration_state()})
+                raise BackendError(f"the judge failed at step {step + 1} ({err}); a checkpoint of step {step} is "
+                                   f"saved: fix the judge, then rerun with --resume --out {run.path}") from err
             metrics = _update(policy, optimizer, pooled_train[rows], out_, cfg)
             done = step + 1
             run.log({"step": done, **metrics})

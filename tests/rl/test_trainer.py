@@ -87,3 +87,44 @@ def test_sigkill_five_times_then_resume_gives_the_same_weights(pipeline, tmp_pat
     train(cfg, out, resume=True)
     resumed = _final_weights(out)
     assert all(torch.equal(resumed[k], reference[k]) for k in reference)
+
+
+def test_a_judge_that_goes_down_checkpoints_and_stops_clearly(pipeline, tmp_path):
+    """The judge is a real completions server on loopback, shut down mid-run; resuming after it is back
+    ends bit-identical to a run whose judge never failed."""
+    import threading
+    import time
+
+    from models.backends import BackendError
+    from models.server import serve_in_thread
+
+    server, url = serve_in_thread(pipeline["model"])
+    port = server.server_address[1]
+    http_judge = (f"judge={{name: tiny, template: terse, backend: {{kind: http, model: {pipeline['model']}, base_url: '{url}', "
+                  f"tokenizer: {pipeline['model']}, max_retries: 1, backoff_s: 0.01, timeout_s: 5}}}}")
+    cfg = _cfg(pipeline, "steps=6", "heldout_judges=[]", "max_eval_items=2", http_judge)
+    out = tmp_path / "run"
+    pointer = out / "checkpoints" / "latest.txt"
+
+    def stop_server_after_step_two():
+        deadline = time.time() + 120
+        while time.time() < deadline and not (pointer.exists() and pointer.read_text().strip() >= "step_000002"):
+            time.sleep(0.005)
+        server.shutdown()
+        server.server_close()
+
+    killer = threading.Thread(target=stop_server_after_step_two, daemon=True)
+    killer.start()
+    with pytest.raises(BackendError, match=r"the judge failed at step \d+ .*failed after 2 attempts.*--resume"):
+        train(cfg, out)
+    killer.join(timeout=10)
+    # The judge comes back on the same port; the run resumes from its checkpoint.
+    server, _ = serve_in_thread(pipeline["model"], port=port)
+    try:
+        train(cfg, out, resume=True)
+        train(cfg, tmp_path / "reference")
+    finally:
+        server.shutdown()
+        server.server_close()
+    resumed, reference = _final_weights(out), _final_weights(tmp_path / "reference")
+    assert all(torch.equal(resumed[k], reference[k]) for k in reference)
