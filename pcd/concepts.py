@@ -1,7 +1,7 @@
 """From an item's read positions to concepts: pooled encoder logits, greedy top-k, and labels.
 
 The concept-set policy and the `pretrained` evaluation row both start here: the encoder's
-pre-activations are averaged over the read positions, giving one logit per concept.
+pre-activations averaged over the read positions give one logit per concept.
 """
 from __future__ import annotations
 
@@ -32,10 +32,13 @@ def read_item_activations(pcd, input_ids: list[list[int]], read_positions: list[
     return out
 
 
-@torch.no_grad()
-def pooled_concept_logits(pcd, activations: list[torch.Tensor]) -> torch.Tensor:
-    """Mean encoder pre-activation over each item's read positions -> [N, m]."""
-    return torch.stack([pcd.encode(a).pre_acts.mean(0).cpu() for a in activations])
+def pooled_inputs(encoder, activations: list[torch.Tensor]) -> torch.Tensor:
+    """Mean normalised activation over each item's read positions -> [N, d].
+
+    Pre-activations are linear in the activation, so ``encoder.W_enc(pooled)`` equals the mean of the
+    per-position encoder logits: one pooled vector per item is all a concept-set policy needs.
+    """
+    return torch.stack([encoder.normalize(a.to(encoder.W_enc.weight.device)).mean(0) for a in activations])
 
 
 def labelled_concepts(concepts_json: dict) -> dict[int, str]:

@@ -43,7 +43,7 @@ def select_items(items: list[dict], per_family: int, seed: int) -> list[dict]:
 
 def concept_explanations(items: list[dict], pcd_path: str, k: int, seed: int) -> dict[str, list[dict]]:
     """For the random and pretrained rows: the concept ids and labels shown for each item."""
-    from pcd.concepts import greedy_concepts, labelled_concepts, pooled_concept_logits, read_item_activations
+    from pcd.concepts import greedy_concepts, labelled_concepts, pooled_inputs, read_item_activations
     from pcd.model import PCD
 
     pcd = PCD.from_pretrained(pcd_path)
@@ -57,7 +57,8 @@ def concept_explanations(items: list[dict], pcd_path: str, k: int, seed: int) ->
             raise ValueError(f"item {item['id']} was built on {item['model']} layer {item['layer']}, but {pcd_path} "
                              f"reads {pcd.config.subject_model} layer {pcd.config.read_layer}")
     activations = read_item_activations(pcd, [it["input_ids"] for it in items], [it["read_positions"] for it in items])
-    logits = pooled_concept_logits(pcd, activations)
+    with torch.no_grad():
+        logits = pcd.encoder.W_enc(pooled_inputs(pcd.encoder, activations)).cpu()
     allowed = torch.zeros(logits.shape[1], dtype=torch.bool)
     allowed[list(labels)] = True
     greedy = greedy_concepts(logits, k, allowed).tolist()

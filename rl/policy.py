@@ -33,11 +33,6 @@ class PolicyConfig:
     """Sample only concepts that have a label (an unlabelled concept cannot be shown to the judge)."""
 
 
-def pooled_inputs(encoder, activations: list[torch.Tensor]) -> torch.Tensor:
-    """Mean normalised activation over each item's read positions -> [N, d]."""
-    return torch.stack([encoder.normalize(a.to(encoder.W_enc.weight.device)).mean(0) for a in activations])
-
-
 class ConceptSetPolicy(nn.Module):
     def __init__(self, encoder, config: PolicyConfig, allowed: torch.Tensor | None = None):
         super().__init__()

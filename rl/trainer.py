@@ -21,12 +21,12 @@ from configs.progress import progress_bar
 from configs.rundir import RunDir
 from configs.signals import GracefulStop, StopRequested
 from models.backends import BackendError
-from pcd.concepts import labelled_concepts, read_item_activations
+from pcd.concepts import labelled_concepts, pooled_inputs, read_item_activations
 from pcd.pretrain import batch_indices
 from pcd.train_state import latest_checkpoint, load_train_state, save_train_state
 from rewards import check_weights
 from rl.losses import clipped_policy_loss, group_advantages
-from rl.policy import ConceptSetPolicy, kl_estimate, pooled_inputs
+from rl.policy import ConceptSetPolicy, kl_estimate
 from rl.rollout import rollout
 from rl.sampling import plackett_luce_step_logprobs
 from rl.train_config import RLTrainConfig

@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from pcd.encoder import ConceptEncoder
-from rl.policy import ConceptSetPolicy, PolicyConfig, kl_estimate, pooled_inputs
+from pcd.concepts import pooled_inputs
+from rl.policy import ConceptSetPolicy, PolicyConfig, kl_estimate
 
 
 def make(k=3, m=32, d=16, **kw):

@@ -3,7 +3,8 @@ import torch
 from models.backends import BackendConfig
 from pcd.encoder import ConceptEncoder
 from rl.losses import group_advantages
-from rl.policy import ConceptSetPolicy, PolicyConfig, pooled_inputs
+from pcd.concepts import pooled_inputs
+from rl.policy import ConceptSetPolicy, PolicyConfig
 from rl.rollout import ValueHead, rollout
 from simulators.config import JudgeConfig
 from simulators.judge import Judge
