@@ -17,7 +17,7 @@ from torch import nn
 
 from pcd.activations import check_layer, read_residual
 from pcd.config import PCDConfig
-from pcd.decoder import add_lora, embed_with_soft_tokens, per_row_loss, soft_prompt_batch
+from pcd.decoder import IGNORE_INDEX, add_lora, embed_with_soft_tokens, per_row_loss, soft_prompt_batch
 from pcd.encoder import ConceptEncoder, EncoderOutput
 
 SoftMode = Literal["concepts", "no_concepts", "raw_activations"]
@@ -110,9 +110,23 @@ class PCD(nn.Module):
     ) -> tuple[torch.Tensor, EncoderOutput | None]:
         """Per-window next-token loss on the suffix given the encoded middle -> ([B], encoder output)."""
         soft, out = self.soft_tokens(activations, mode)
-        input_ids, mask, labels = soft_prompt_batch(suffix_ids.to(self.device), soft.shape[1], self.placeholder_id)
-        logits = self.decoder_logits(soft, input_ids, mask)
-        return per_row_loss(logits, labels), out
+        return self.soft_suffix_loss(soft, suffix_ids), out
+
+    def soft_suffix_loss(
+        self, soft_tokens: torch.Tensor, suffix_ids: torch.Tensor, suffix_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Per-row next-token loss on the suffix given ready-made soft tokens [B, n_soft, d] -> [B].
+
+        ``suffix_mask`` [B, S] (True = real token) lets rows of different lengths share a batch by
+        right-padding: padding comes after every real token, so causal attention never lets it change
+        them, and its labels are ignored.
+        """
+        suffix_ids = suffix_ids.to(self.device)
+        input_ids, mask, labels = soft_prompt_batch(suffix_ids, soft_tokens.shape[1], self.placeholder_id)
+        if suffix_mask is not None:
+            labels[:, soft_tokens.shape[1] :][~suffix_mask.to(self.device)] = IGNORE_INDEX
+        logits = self.decoder_logits(soft_tokens, input_ids, mask)
+        return per_row_loss(logits, labels)
 
     def trainable_parameters(self, mode: SoftMode = "concepts") -> list[nn.Parameter]:
         params = [p for p in self.decoder.parameters() if p.requires_grad]

@@ -8,11 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
 from rewards import CombinedReward, RewardBatch, combine
 from rl.policy import ConceptSetPolicy
 from rl.sampling import plackett_luce_step_logprobs
+from rl.timing import Stopwatch
 from simulators.judge import Judge, JudgeAnswers
 from simulators.render import Explanation
 
@@ -31,34 +31,31 @@ class Rollout:
     reward: CombinedReward
 
 
-class ValueHead(nn.Module):
-    """PPO's critic: an MLP from the pooled activation to the expected reward."""
-
-    def __init__(self, d_model: int, hidden: int = 128):
-        super().__init__()
-        self.net = nn.Sequential(nn.Linear(d_model, hidden), nn.Tanh(), nn.Linear(hidden, 1))
-
-    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
-        return self.net(pooled).squeeze(-1)
-
-
 def rollout(policy: ConceptSetPolicy, pooled: torch.Tensor, items: list[dict], labels: dict[int, str], judge: Judge,
             weights: dict[str, float], group_size: int, generator: torch.Generator | None = None,
-            reward_functions=None, top_k_active: int = 16) -> Rollout:
+            reward_functions=None, top_k_active: int = 16, watch: Stopwatch | None = None,
+            grounding=None) -> Rollout:
+    """``grounding``, when the `grounding` term is on, maps (item_rows, chosen) to the decoder's loss per row."""
+    watch = watch or Stopwatch()
     rows = torch.arange(len(items)).repeat_interleave(group_size)
     repeated = pooled[rows]
-    chosen = policy.sample(repeated, generator)
-    with torch.no_grad():
-        logits = policy.logits(repeated)
-        old = plackett_luce_step_logprobs(logits, chosen, policy.config.temperature)
-        reference_logits = policy.reference_logits(repeated)
-        ref = plackett_luce_step_logprobs(reference_logits, chosen, policy.config.temperature)
+    with watch("sample"):
+        chosen = policy.sample(repeated, generator)
+        with torch.no_grad():
+            logits = policy.logits(repeated)
+            old = plackett_luce_step_logprobs(logits, chosen, policy.config.temperature)
+            reference_logits = policy.reference_logits(repeated)
+            ref = plackett_luce_step_logprobs(reference_logits, chosen, policy.config.temperature)
     sampled_items = [items[r] for r in rows.tolist()]
     explanations = [Explanation(labels=tuple(labels[c] for c in row)) for row in chosen.tolist()]
-    answers = judge.answer([it["question"] for it in sampled_items], [it["options"] for it in sampled_items],
-                           explanations)
-    batch = RewardBatch(
-        judge_probs=answers.probs, answers=[it["answer"] for it in sampled_items], concepts=chosen.tolist(),
-        concept_logits=reference_logits.masked_fill(~torch.isfinite(reference_logits), -1e9), top_k_active=top_k_active,
-    )
-    return Rollout(rows, chosen, old, ref, answers, combine(weights, batch, reward_functions))
+    with watch("judge"):
+        answers = judge.answer([it["question"] for it in sampled_items], [it["options"] for it in sampled_items],
+                               explanations)
+    with watch("reward"):
+        batch = RewardBatch(
+            judge_probs=answers.probs, answers=[it["answer"] for it in sampled_items], concepts=chosen.tolist(),
+            concept_logits=reference_logits.masked_fill(~torch.isfinite(reference_logits), -1e9),
+            top_k_active=top_k_active, grounding_loss=grounding(rows, chosen) if grounding is not None else None,
+        )
+        reward = combine(weights, batch, reward_functions)
+    return Rollout(rows, chosen, old, ref, answers, reward)

@@ -1,8 +1,8 @@
-"""`pcdrl train`: GRPO on concept sets, read top to bottom.
+"""`pcdrl train`: GRPO or PPO on concept sets, read top to bottom.
 
-    prepare: items, pooled activations (S runs once per item), labels, judges, policy
-    loop:    rollout (sample G sets per item, judge, rewards) → advantages → μ clipped updates → log
-             → atomic checkpoint (LoRA, optimizer, RNG, step, judge calibration cache)
+    prepare: items, pooled activations (S runs once per item), labels, judges, policy (+ critic for PPO)
+    loop:    rollout (sample concept sets, judge, rewards) → advantages → μ clipped updates → log
+             → atomic checkpoint (LoRA, critic, optimizer, RNG, step, judge calibration cache)
     finish:  greedy held-out accuracy for every judge, pretrained vs RL
 
 The data order is a pure function of (seed, step) and sampling uses torch's global RNG, which
@@ -11,13 +11,15 @@ the checkpoint saves, so `--resume` repeats the uninterrupted run exactly.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from behaviors.build import load_items
 from configs.progress import progress_bar
+from configs.reporting import Reporter
 from configs.rundir import RunDir
 from configs.signals import GracefulStop, StopRequested
 from models.backends import BackendError
@@ -25,11 +27,12 @@ from pcd.concepts import labelled_concepts, pooled_inputs, read_item_activations
 from pcd.pretrain import batch_indices
 from pcd.train_state import latest_checkpoint, load_train_state, save_train_state
 from rewards import check_weights
-from rl.losses import clipped_policy_loss, group_advantages
-from rl.policy import ConceptSetPolicy, kl_estimate
+from rl.critic import ValueHead
+from rl.policy import ConceptSetPolicy
 from rl.rollout import rollout
-from rl.sampling import plackett_luce_step_logprobs
+from rl.timing import Stopwatch
 from rl.train_config import RLTrainConfig
+from rl.updates import grpo_update, ppo_update
 from simulators.judge import Judge
 from simulators.metrics import expected_accuracy
 from simulators.render import Explanation
@@ -42,7 +45,24 @@ def _items(cfg: RLTrainConfig, split: str, limit: int) -> list[dict]:
     return items[:limit] if limit else items
 
 
-def _prepare(cfg: RLTrainConfig):
+@dataclass
+class Prepared:
+    train_items: list[dict]
+    eval_items: list[dict]
+    pooled_train: torch.Tensor
+    """[N_train, d] each training item's mean normalised activation: all the policy ever sees."""
+    pooled_eval: torch.Tensor
+    labels: dict[int, str]
+    policy: ConceptSetPolicy
+    critic: ValueHead | None
+    trainable: nn.Module
+    """Everything the optimizer updates, under one module so that one checkpoint holds it."""
+    pcd_k: int
+    grounding: object | None
+    """(item_rows, chosen) -> decoder loss per row, when the `grounding` reward is on."""
+
+
+def _prepare(cfg: RLTrainConfig) -> Prepared:
     from pcd.model import PCD
 
     train_items, eval_items = _items(cfg, "train", cfg.max_train_items), _items(cfg, "test", cfg.max_eval_items)
@@ -52,16 +72,45 @@ def _prepare(cfg: RLTrainConfig):
     allowed = torch.zeros(pcd.encoder.n_concepts, dtype=torch.bool)
     allowed[list(labels)] = True
 
-    def pool(items):
-        acts = read_item_activations(pcd, [it["input_ids"] for it in items], [it["read_positions"] for it in items])
-        with torch.no_grad():
-            return pooled_inputs(pcd.encoder, acts)
+    def activations(items):
+        return read_item_activations(pcd, [it["input_ids"] for it in items], [it["read_positions"] for it in items])
 
-    torch.manual_seed(cfg.seed)  # the LoRA init
+    train_acts = activations(train_items)
+    with torch.no_grad():
+        pooled_train, pooled_eval = pooled_inputs(pcd.encoder, train_acts), pooled_inputs(pcd.encoder, activations(eval_items))
+    torch.manual_seed(cfg.seed)  # the LoRA and critic init
     policy = ConceptSetPolicy(pcd.encoder, cfg.policy, allowed)
+    policy.fit_logit_scale(pooled_train)  # before quantizing: the scale comes from the exact pretrained weights
     if cfg.kl.quantize_reference:
         policy.quantize_reference()
-    return train_items, eval_items, pool(train_items), pool(eval_items), labels, policy, pcd.config.k
+    trainable = nn.ModuleDict({"policy": policy.head})
+    critic = None
+    if cfg.algorithm == "ppo":
+        critic = ValueHead(pooled_train.shape[1], cfg.ppo.value_hidden)
+        trainable["critic"] = critic
+    grounding = _grounding_fn(pcd, train_acts, train_items) if cfg.rewards.get("grounding") else None
+    return Prepared(train_items, eval_items, pooled_train, pooled_eval, labels, policy, critic, trainable,
+                    pcd.config.k, grounding)
+
+
+def _grounding_fn(pcd, train_acts, train_items):
+    """The `grounding` reward runs the PCD decoder (S with its adapter) on S's own output, per sampled row."""
+    from rewards.grounding import grounding_losses
+
+    output_ids = [pcd.tokenizer(it["behaviour"], add_special_tokens=False)["input_ids"] for it in train_items]
+
+    def losses(batch_rows: list[int], item_rows: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
+        acts = [train_acts[r] for r in batch_rows]
+        return grounding_losses(pcd, acts, item_rows, chosen, [output_ids[r] for r in batch_rows])
+
+    return losses
+
+
+def _optimizer(cfg: RLTrainConfig, prep: Prepared) -> torch.optim.Optimizer:
+    groups = [{"params": prep.policy.trainable_parameters(), "lr": cfg.lr}]
+    if prep.critic is not None:
+        groups.append({"params": list(prep.critic.parameters()), "lr": cfg.ppo.value_lr})
+    return torch.optim.Adam(groups)
 
 
 def greedy_accuracy(policy, pooled, items, labels, judge: Judge) -> float:
@@ -69,25 +118,6 @@ def greedy_accuracy(policy, pooled, items, labels, judge: Judge) -> float:
     answers = judge.answer([it["question"] for it in items], [it["options"] for it in items],
                            [Explanation(labels=tuple(labels[c] for c in row)) for row in chosen.tolist()])
     return sum(expected_accuracy(s, it["answer"]) for s, it in zip(answers.scores, items)) / len(items)
-
-
-def _update(policy, optimizer, pooled, out, cfg: RLTrainConfig) -> dict:
-    """μ clipped updates on one rollout; rows with a non-finite reward are left out and counted."""
-    g = cfg.grpo
-    rewards = out.reward.total.float().nan_to_num(0.0)
-    advantages = group_advantages(rewards, g.group_size, g.scale)
-    mask = out.reward.finite.float().unsqueeze(1).expand_as(out.old_logprobs)
-    repeated = pooled[out.item_rows]
-    for _ in range(g.updates_per_batch):
-        logprobs = plackett_luce_step_logprobs(policy.logits(repeated), out.chosen, policy.config.temperature)
-        kl = kl_estimate(logprobs, out.ref_logprobs, cfg.kl.estimator) if cfg.kl.beta else None
-        stats = clipped_policy_loss(logprobs, out.old_logprobs, advantages, mask, g.loss_type, g.clip_low,
-                                    g.clip_high, kl, cfg.kl.beta)
-        optimizer.zero_grad(set_to_none=True)
-        stats.loss.backward()
-        optimizer.step()
-    return {"loss": stats.loss.item(), "clip_fraction": stats.clip_fraction, "kl": stats.kl,
-            **out.reward.log_record()}
 
 
 def _check_same_config(info: dict, cfg: RLTrainConfig, checkpoint: Path) -> None:
@@ -105,57 +135,76 @@ def train(cfg: RLTrainConfig, out: str | Path, resume: bool = False) -> dict:
     started = time.time()
     reward_functions = check_weights(cfg.rewards)
     run = RunDir(out, cfg, command="pcdrl train")
-    train_items, eval_items, pooled_train, pooled_eval, labels, policy, pcd_k = _prepare(cfg)
+    prep = _prepare(cfg)
     judge = Judge(cfg.judge)
-    optimizer = torch.optim.Adam(policy.trainable_parameters(), lr=cfg.lr)
-    start, info = 0, {}
-    checkpoint = latest_checkpoint(run.checkpoints) if resume else None
-    if checkpoint is not None:
-        info = load_train_state(checkpoint, policy.head, optimizer)
-        _check_same_config(info, cfg, checkpoint)
+    optimizer = _optimizer(cfg, prep)
+    buffers = {"logit_scale": prep.policy.logit_scale}
+
+    def checkpoint(step: int) -> None:
+        save_train_state(run.checkpoints, step, prep.trainable, optimizer,
+                         {"config": asdict(cfg), "judge_calibration": judge.calibration_state()}, buffers)
+
+    start = 0
+    saved = latest_checkpoint(run.checkpoints) if resume else None
+    if saved is not None:
+        info = load_train_state(saved, prep.trainable, optimizer, buffers)
+        _check_same_config(info, cfg, saved)
         judge.load_calibration_state(info["judge_calibration"])
         start = info["step"]
     else:
         torch.manual_seed(cfg.seed + 1)  # the sampling stream
-    with GracefulStop() as stop, progress_bar() as bar:
-        task = bar.add_task("GRPO", total=cfg.steps, completed=start, status="")
+    reporter = Reporter(run.path, cfg.report_to, asdict(cfg), run_name=run.path.name, resume=saved is not None)
+    with GracefulStop() as stop, progress_bar() as bar, reporter:
+        loop_started = time.time()
+        task = bar.add_task(cfg.algorithm.upper(), total=cfg.steps, completed=start, status="")
         for step in range(start, cfg.steps):
             # The data position is a pure function of (seed, step), as in pretraining: resume needs no sampler.
-            rows = batch_indices(len(train_items), cfg.items_per_step, step, cfg.seed).tolist()
-            rng_before = torch.get_rng_state()
+            rows = batch_indices(len(prep.train_items), cfg.items_per_step, step, cfg.seed).tolist()
+            pooled_rows = prep.pooled_train[rows].repeat_interleave(cfg.samples_per_item, dim=0)
+            grounding = (lambda item_rows, chosen: prep.grounding(rows, item_rows, chosen)) if prep.grounding else None
+            watch, rng_before, step_started = Stopwatch(), torch.get_rng_state(), time.perf_counter()
             try:
-                out_ = rollout(policy, pooled_train[rows], [train_items[r] for r in rows], labels, judge,
-                               cfg.rewards, cfg.grpo.group_size, None, reward_functions, pcd_k)
+                out_ = rollout(prep.policy, prep.pooled_train[rows], [prep.train_items[r] for r in rows], prep.labels,
+                               judge, cfg.rewards, cfg.samples_per_item, None, reward_functions, prep.pcd_k, watch,
+                               grounding)
             except BackendError as err:
                 # The backend has already retried. Save the state as it was before this step's sampling,
                 # so that --resume repeats this step exactly once the judge is back.
                 torch.set_rng_state(rng_before)
-                save_train_state(run.checkpoints, step, policy.head, optimizer,
-                                 {"config": asdict(cfg), "judge_calibration": judge.calibration_state()})
+                checkpoint(step)
                 raise BackendError(f"the judge failed at step {step + 1} ({err}); a checkpoint of step {step} is "
                                    f"saved: fix the judge, then rerun with --resume --out {run.path}") from err
-            metrics = _update(policy, optimizer, pooled_train[rows], out_, cfg)
+            with watch("update"):
+                if cfg.algorithm == "grpo":
+                    metrics = grpo_update(prep.policy, optimizer, pooled_rows, out_, cfg)
+                else:
+                    metrics = ppo_update(prep.policy, prep.critic, optimizer, pooled_rows, out_, cfg)
             done = step + 1
-            run.log({"step": done, **metrics})
+            metrics = {"step": done, **metrics, **out_.reward.log_record(), **watch.record(),
+                       "time/step_s": round(time.perf_counter() - step_started, 4)}
+            run.log(metrics)
+            reporter.log(done, metrics)
             bar.update(task, completed=done, status=f"reward {metrics['reward/total/mean']:.3f}")
             if done % cfg.checkpoint_every == 0 or done == cfg.steps or stop.requested:
-                save_train_state(run.checkpoints, done, policy.head, optimizer,
-                                 {"config": asdict(cfg), "judge_calibration": judge.calibration_state()})
+                checkpoint(done)
             if stop.requested and done < cfg.steps:
                 raise StopRequested(f"stopped at step {done}; continue with: pcdrl train ... --out {run.path} --resume")
-    summary = _finish(cfg, policy, pooled_eval, eval_items, labels, judge, time.time() - started)
+        train_seconds = time.time() - loop_started
+        summary = _finish(cfg, prep, judge)
+        summary.update(train_seconds=round(train_seconds, 1), wall_seconds=round(time.time() - started, 1))
+        reporter.summary(summary)
     run.write_summary(summary)
     run.close()
     return summary
 
 
-def _finish(cfg, policy, pooled_eval, eval_items, labels, judge, wall: float) -> dict:
+def _finish(cfg: RLTrainConfig, prep: Prepared, judge: Judge) -> dict:
     """Greedy held-out accuracy before (adapter off) and after RL, for the training and held-out judges."""
-    summary = {"heldout_accuracy_pretrained": {}, "heldout_accuracy_rl": {}, "n_eval_items": len(eval_items)}
+    summary = {"heldout_accuracy_pretrained": {}, "heldout_accuracy_rl": {}, "n_eval_items": len(prep.eval_items)}
     judges = [judge] + [Judge(j) for j in cfg.heldout_judges]
+    policy, args = prep.policy, (prep.pooled_eval, prep.eval_items, prep.labels)
     for j in judges:
-        summary["heldout_accuracy_rl"][j.name] = greedy_accuracy(policy, pooled_eval, eval_items, labels, j)
+        summary["heldout_accuracy_rl"][j.name] = greedy_accuracy(policy, *args, j)
         with policy.head.disable_adapter():  # only to read the pretrained policy; the reference is a separate copy
-            summary["heldout_accuracy_pretrained"][j.name] = greedy_accuracy(policy, pooled_eval, eval_items, labels, j)
-    summary["wall_seconds"] = round(wall, 1)
+            summary["heldout_accuracy_pretrained"][j.name] = greedy_accuracy(policy, *args, j)
     return summary

@@ -42,7 +42,7 @@ def test_starts_at_the_reference_and_trains_only_lora():
 
 
 def test_quantized_reference_keeps_logprobs_close():
-    encoder, policy = make(m=256, d=64)
+    encoder, policy = make(m=256, d=64, temperature=1.0)
     pooled = pooled_inputs(encoder, [torch.randn(3, 64) for _ in range(8)])
     chosen = policy.sample(pooled, torch.Generator().manual_seed(0))
     exact = policy.reference_logprob(pooled, chosen)

@@ -45,6 +45,10 @@ def test_config_errors(pipeline):
         _cfg(pipeline, "rewards={judge_correct: 0.0}")
     with pytest.raises(ConfigError, match="grpo.group_size: needs at least 2"):
         _cfg(pipeline, "grpo.group_size=1")
+    with pytest.raises(ConfigError, match="algorithm: 'reinforce' is unknown; use grpo or ppo"):
+        _cfg(pipeline, "algorithm=reinforce")
+    with pytest.raises(ConfigError, match="report_to: .*'tensorbord'.*did you mean 'tensorboard'"):
+        _cfg(pipeline, "report_to=[tensorbord]")
 
 
 def test_sigkill_five_times_then_resume_gives_the_same_weights(pipeline, tmp_path):
@@ -128,3 +132,33 @@ def test_a_judge_that_goes_down_checkpoints_and_stops_clearly(pipeline, tmp_path
         server.server_close()
     resumed, reference = _final_weights(out), _final_weights(tmp_path / "reference")
     assert all(torch.equal(resumed[k], reference[k]) for k in reference)
+
+
+def test_ppo_trains_its_critic_and_resume_is_exact(pipeline, tmp_path):
+    ppo = ["algorithm=ppo", "ppo.samples_per_item=2", "ppo.updates_per_batch=2", "heldout_judges=[]",
+           "report_to=[tensorboard]"]
+    summary = train(_cfg(pipeline, *ppo), tmp_path / "full")
+    assert set(summary["heldout_accuracy_rl"]) == {"tiny"} and summary["train_seconds"] <= summary["wall_seconds"]
+    full = _final_weights(tmp_path / "full")
+    critic = [k for k in full if k.startswith("critic.")]
+    assert critic and any(k.startswith("policy.") and "lora_B" in k for k in full)
+    import json
+
+    records = [json.loads(line) for line in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 3, 4]
+    assert all(r["value_loss"] >= 0 and r["time/judge_s"] > 0 and r["time/update_s"] > 0 for r in records)
+    assert list((tmp_path / "full" / "tensorboard").glob("events.out.tfevents.*")), "report_to tensorboard wrote events"
+    train(_cfg(pipeline, *ppo, "steps=3"), tmp_path / "split")
+    train(_cfg(pipeline, *ppo), tmp_path / "split", resume=True)
+    resumed = _final_weights(tmp_path / "split")
+    assert set(resumed) == set(full) and all(torch.equal(resumed[k], full[k]) for k in full)
+
+
+def test_grounding_reward_runs_the_pcd_decoder(pipeline, tmp_path):
+    import json
+
+    train(_cfg(pipeline, "steps=1", "heldout_judges=[]", "max_eval_items=2",
+               "rewards={judge_logprob: 1.0, grounding: 0.5}"), tmp_path / "run")
+    record = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
+    # The decoder's loss is a positive cross-entropy, so the term (its negative) is below zero and varies.
+    assert record["reward/grounding/mean"] < 0 and record["reward/grounding/std"] > 0
