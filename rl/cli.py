@@ -45,8 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     jev.add_argument("config", type=Path, help="YAML config, e.g. configs/eval/judge_eval.yaml")
     _add_run_args(jev)
 
-    trn = verbs.add_parser("train", help="RL (GRPO) on concept sets against a simulated-human judge")
-    trn.add_argument("config", type=Path, help="YAML config, e.g. configs/rl/grpo_concepts.yaml")
+    trn = verbs.add_parser("train", help="RL (GRPO or PPO) on concept sets against a simulated-human judge")
+    trn.add_argument("config", type=Path, help="YAML config: configs/rl/grpo_concepts.yaml or configs/rl/ppo_concepts.yaml")
     trn.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     _add_run_args(trn)
 

@@ -9,6 +9,7 @@ carries a decoder adapter of its own, and a future policy may start from an RL a
 from __future__ import annotations
 
 import copy
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -32,6 +33,11 @@ class PolicyConfig:
     """LoRA alpha on W_enc."""
     labelled_only: bool = True
     """Sample only concepts that have a label (an unlabelled concept cannot be shown to the judge)."""
+    train_offset: bool = True
+    """Also train one logit offset per concept, shared by all items. The encoder centres activations, so
+    pooled inputs have almost zero mean (cosine 0.07 with their mean on the quickstart data) and a
+    low-rank adapter on W_enc cannot express a preference every item shares, such as "labels that
+    name content words help the judge more than punctuation"."""
 
 
 class ConceptSetPolicy(nn.Module):
@@ -46,8 +52,10 @@ class ConceptSetPolicy(nn.Module):
         self.reference_head = frozen.W_enc  # the pretrained W_enc, never trained
         head = nn.Module()
         head.W_enc = copy.deepcopy(encoder.W_enc)
+        head.offset = nn.Parameter(torch.zeros(encoder.n_concepts))
         lora = LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, target_modules=["W_enc"], lora_dropout=0.0)
         self.head = get_peft_model(head, lora)
+        self.offset.requires_grad_(config.train_offset)  # peft froze every non-LoRA weight
         self.register_buffer("allowed", allowed if allowed is not None else torch.ones(encoder.n_concepts, dtype=torch.bool))
         self.register_buffer("logit_scale", torch.ones(()))
 
@@ -66,12 +74,28 @@ class ConceptSetPolicy(nn.Module):
     def _mask(self, logits: torch.Tensor) -> torch.Tensor:
         return logits.masked_fill(~self.allowed, float("-inf")) if self.config.labelled_only else logits
 
+    @property
+    def offset(self) -> nn.Parameter:
+        return self.head.base_model.model.offset
+
     def logits(self, pooled: torch.Tensor) -> torch.Tensor:
-        return self._mask(self.head.base_model.model.W_enc(pooled) / self.logit_scale)
+        return self._mask((self.head.base_model.model.W_enc(pooled) + self.offset) / self.logit_scale)
+
+    @contextmanager
+    def pretrained(self):
+        """Within this block the policy is the pretrained encoder again (adapter off, offsets zero): for
+        before/after evaluations. The KL reference is a separate frozen copy, not this."""
+        saved = self.offset.detach().clone()
+        with self.head.disable_adapter(), torch.no_grad():
+            self.offset.zero_()
+            try:
+                yield self
+            finally:
+                self.offset.copy_(saved)
 
     @torch.no_grad()
     def reference_logits(self, pooled: torch.Tensor) -> torch.Tensor:
-        return self._mask(self.reference_head(pooled) / self.logit_scale)
+        return self._mask(self.reference_head(pooled).float() / self.logit_scale)
 
     def sample(self, pooled: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         with torch.no_grad():
@@ -92,11 +116,30 @@ class ConceptSetPolicy(nn.Module):
         return [p for p in self.head.parameters() if p.requires_grad]
 
     def quantize_reference(self) -> None:
-        """int8 dynamic weights for the frozen reference (CPU); see tests for the KL it preserves."""
+        """Keep the frozen reference in int8: torch's dynamic int8 on CPU, bitsandbytes' LLM.int8() on GPU.
+        `scripts/bench_quantized_kl.py` measures the KL it preserves on the real PCD."""
+        if self.reference_head.weight.is_cuda:
+            self.reference_head = _bnb_int8(self.reference_head)
+            return
         from models.loading import quantize_int8_dynamic
 
         wrapper = nn.Sequential(self.reference_head)
         self.reference_head = quantize_int8_dynamic(wrapper)[0]
+
+
+def _bnb_int8(linear: nn.Linear) -> nn.Module:
+    try:
+        import bitsandbytes as bnb
+    except ImportError as err:
+        raise ImportError("kl.quantize_reference on GPU needs bitsandbytes: pip install 'pcd-rl[quant]'") from err
+    device = linear.weight.device
+    quantized = bnb.nn.Linear8bitLt(linear.in_features, linear.out_features, bias=linear.bias is not None,
+                                    has_fp16_weights=False, threshold=6.0)
+    quantized.weight = bnb.nn.Int8Params(linear.weight.detach().half().cpu(), requires_grad=False,
+                                         has_fp16_weights=False)
+    if linear.bias is not None:
+        quantized.bias = nn.Parameter(linear.bias.detach().half().cpu(), requires_grad=False)
+    return quantized.to(device)  # bitsandbytes quantizes the weights as they move to the GPU
 
 
 def kl_estimate(logprob: torch.Tensor, reference_logprob: torch.Tensor, kind: str = "k3") -> torch.Tensor:

@@ -128,6 +128,8 @@ class RLTrainConfig:
     """Use at most this many training items (0 = all)."""
     max_eval_items: int = 0
     """Evaluate on at most this many held-out items (0 = all)."""
+    evaluate_pretrained: bool = True
+    """Also score the pretrained policy on the held-out items (seed sweeps need it once, not per seed)."""
     checkpoint_every: int = 5
     """Rollout batches between checkpoints."""
     seed: int = 0

@@ -120,10 +120,14 @@ def greedy_accuracy(policy, pooled, items, labels, judge: Judge) -> float:
     return sum(expected_accuracy(s, it["answer"]) for s, it in zip(answers.scores, items)) / len(items)
 
 
+# Fields that do not change the weights: `steps` may grow (train a finished run longer, the learning
+# rate is constant), and the others only say where things run or what is reported.
+RESUMABLE_CHANGES = ("threads", "steps", "report_to", "evaluate_pretrained", "heldout_judges", "max_eval_items")
+
+
 def _check_same_config(info: dict, cfg: RLTrainConfig, checkpoint: Path) -> None:
     saved, now = info.get("config", {}), asdict(cfg)
-    # `steps` may grow (train a finished run longer: the learning rate is constant); `threads` is not the run.
-    differ = sorted(k for k in set(saved) | set(now) if k not in ("threads", "steps") and saved.get(k) != now.get(k))
+    differ = sorted(k for k in set(saved) | set(now) if k not in RESUMABLE_CHANGES and saved.get(k) != now.get(k))
     if differ:
         raise ValueError(f"{checkpoint} was made with a different config (fields: {', '.join(differ)}); "
                          "resume with the same config, or start a new --out")
@@ -200,11 +204,14 @@ def train(cfg: RLTrainConfig, out: str | Path, resume: bool = False) -> dict:
 
 def _finish(cfg: RLTrainConfig, prep: Prepared, judge: Judge) -> dict:
     """Greedy held-out accuracy before (adapter off) and after RL, for the training and held-out judges."""
-    summary = {"heldout_accuracy_pretrained": {}, "heldout_accuracy_rl": {}, "n_eval_items": len(prep.eval_items)}
+    summary = {"heldout_accuracy_rl": {}, "n_eval_items": len(prep.eval_items)}
+    if cfg.evaluate_pretrained:
+        summary["heldout_accuracy_pretrained"] = {}
     judges = [judge] + [Judge(j) for j in cfg.heldout_judges]
     policy, args = prep.policy, (prep.pooled_eval, prep.eval_items, prep.labels)
     for j in judges:
         summary["heldout_accuracy_rl"][j.name] = greedy_accuracy(policy, *args, j)
-        with policy.head.disable_adapter():  # only to read the pretrained policy; the reference is a separate copy
-            summary["heldout_accuracy_pretrained"][j.name] = greedy_accuracy(policy, *args, j)
+        if cfg.evaluate_pretrained:
+            with policy.pretrained():
+                summary["heldout_accuracy_pretrained"][j.name] = greedy_accuracy(policy, *args, j)
     return summary
