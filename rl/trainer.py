@@ -11,6 +11,7 @@ the checkpoint saves, so `--resume` repeats the uninterrupted run exactly.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -58,8 +59,9 @@ class Prepared:
     trainable: nn.Module
     """Everything the optimizer updates, under one module so that one checkpoint holds it."""
     pcd_k: int
-    grounding: object | None
-    """(item_rows, chosen) -> decoder loss per row, when the `grounding` reward is on."""
+    grounding: Callable[[list[int], torch.Tensor, torch.Tensor], torch.Tensor] | None
+    """(the step's training rows, item_rows, chosen) -> the PCD decoder's loss per sampled row; only when
+    the `grounding` reward is on (it keeps S in memory)."""
 
 
 def _prepare(cfg: RLTrainConfig) -> Prepared:

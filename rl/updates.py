@@ -28,13 +28,17 @@ def _policy_loss(policy, pooled_rows, out: Rollout, advantages, cfg: RLTrainConf
 def grpo_update(policy: ConceptSetPolicy, optimizer, pooled_rows: torch.Tensor, out: Rollout,
                 cfg: RLTrainConfig) -> dict:
     g = cfg.grpo
-    advantages = group_advantages(out.reward.total.float().nan_to_num(0.0), g.group_size, g.scale)
+    rewards = out.reward.total.float().nan_to_num(0.0)
+    advantages = group_advantages(rewards, g.group_size, g.scale)
+    # How much the sets of one item differ in reward: the only signal GRPO learns from (as trl's frac_reward_zero_std).
+    within = rewards.view(-1, g.group_size).std(dim=1, unbiased=False)
     for _ in range(g.updates_per_batch):
         stats = _policy_loss(policy, pooled_rows, out, advantages, cfg, g.loss_type, g.clip_low, g.clip_high)
         optimizer.zero_grad(set_to_none=True)
         stats.loss.backward()
         optimizer.step()
-    return {"loss": stats.loss.item(), "clip_fraction": stats.clip_fraction, "kl": stats.kl}
+    return {"loss": stats.loss.item(), "clip_fraction": stats.clip_fraction, "kl": stats.kl,
+            "reward/within_group_std": within.mean().item(), "reward/zero_std_groups": (within < 1e-6).float().mean().item()}
 
 
 def ppo_update(policy: ConceptSetPolicy, critic: ValueHead, optimizer, pooled_rows: torch.Tensor, out: Rollout,

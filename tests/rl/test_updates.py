@@ -66,7 +66,7 @@ def test_a_nan_reward_row_does_not_touch_the_gradient():
 
 
 def test_ppo_update_fits_the_critic_and_raises_the_rewarded_concept():
-    policy, pooled_rows, rows, chosen, old, reward = _setup(group=1, items=12)
+    policy, pooled_rows, rows, chosen, old, reward = _setup(group=1, items=48)
     cfg = load_config(RLTrainConfig, None, ["algorithm=ppo", "ppo.updates_per_batch=8", "heldout_judges=[]"])
     critic = ValueHead(16, 32)
     optimizer = torch.optim.Adam([{"params": policy.trainable_parameters(), "lr": 0.05},
