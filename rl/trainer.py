@@ -189,7 +189,7 @@ def train(cfg: RLTrainConfig, out: str | Path, resume: bool = False) -> dict:
             metrics = {"step": done, **metrics, **out_.reward.log_record(), **watch.record(),
                        "time/step_s": round(time.perf_counter() - step_started, 4)}
             run.log(metrics)
-            reporter.log(done, metrics)
+            reporter.log(done, {k: v for k, v in metrics.items() if k != "step"})
             bar.update(task, completed=done, status=f"reward {metrics['reward/total/mean']:.3f}")
             if done % cfg.checkpoint_every == 0 or done == cfg.steps or stop.requested:
                 checkpoint(done)

@@ -1,0 +1,46 @@
+"""`pcdrl train` end to end on the real default models: SmolLM2 is S, the PCD's decoder and the judge.
+
+The PCD is freshly initialised (pretraining is tested elsewhere, and takes minutes), with a label per
+concept; the behaviour questions come from S itself. Two GRPO steps, then the summary and a resume.
+"""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+WORDS = "river king sword bread light temple wind letter silver garden night horse".split()
+
+
+@pytest.mark.real_model
+def test_train_cli_on_smollm2(tmp_path):
+    from pcd.config import PCDConfig
+    from pcd.model import PCD
+
+    pcd = PCD.create(PCDConfig(lora_dropout=0.0), seed=0).eval()
+    ids = pcd.tokenizer("In the beginning God created the heaven and the earth. And the earth was without form.",
+                        return_tensors="pt").input_ids
+    pcd.encoder.fit_input_stats(pcd.read_activations(ids)[0], pcd.embedding_norm())
+    pcd.concepts = {"concepts": [{"id": i, "label": f"the words \"{WORDS[i % 12]}\", \"{WORDS[(i * 5) % 12]}\""}
+                                 for i in range(0, pcd.config.n_concepts, 2)]}  # odd concepts stay unlabelled
+    pcd.save_pretrained(tmp_path / "pcd")
+
+    def cli(*args):
+        result = subprocess.run([sys.executable, "-m", "rl.cli", *args], cwd=REPO, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr[-2000:]
+        return result.stdout
+
+    cli("data", "build", "configs/data/quickstart.yaml", "--out", str(tmp_path / "data"), f"pcd={tmp_path / 'pcd'}",
+        "continuation.n_items=24", "attributes.enabled=false", "split.test_fraction=0.5")
+    train = ["train", "configs/rl/grpo_concepts.yaml", "--out", str(tmp_path / "run"), f"pcd={tmp_path / 'pcd'}",
+             f"data={tmp_path / 'data'}", "heldout_judges=[]", "items_per_step=2", "grpo.group_size=2", "policy.k=4",
+             "max_eval_items=4", "checkpoint_every=1", "report_to=[tensorboard]"]
+    cli(*train, "steps=1")
+    summary = json.loads(cli(*train, "steps=2", "--resume"))
+    assert 0 <= summary["heldout_accuracy_rl"]["smollm2"] <= 1 and 0 <= summary["heldout_accuracy_pretrained"]["smollm2"] <= 1
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2], "the resumed run continued at step 2"
+    assert all(r["time/judge_s"] > 0 and r["reward/judge_logprob/mean"] <= 0 for r in records)
+    assert (tmp_path / "run" / "checkpoints" / "step_000002" / "trainable.safetensors").exists()
