@@ -4,6 +4,7 @@
     pcdrl label runs/pcd-quickstart/pcd --out runs/label-quickstart
     pcdrl data build configs/data/quickstart.yaml --out runs/data-quickstart
     pcdrl judge-eval configs/eval/judge_eval.yaml --out runs/judge-eval
+    pcdrl sweep configs/sweeps/weights_2x2.yaml --out runs/sweep-2x2 steps=3 --dry-run
 """
 from __future__ import annotations
 
@@ -50,6 +51,14 @@ def build_parser() -> argparse.ArgumentParser:
     trn.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     _add_run_args(trn)
 
+    swp = verbs.add_parser("sweep", help="pcdrl train over reward weights x seeds; results table and Pareto plot",
+                           epilog="Overrides of sweep fields (parallel=4, weights.resolution=5) change the sweep; "
+                                  "any other (steps=3, kl.beta=0.1) applies to every trial.")
+    swp.add_argument("config", type=Path, help="sweep YAML, e.g. configs/sweeps/weights_2x2.yaml")
+    swp.add_argument("--dry-run", action="store_true", help="print the trials (name and overrides) and run nothing")
+    swp.add_argument("--launcher", choices=["local", "ray"], default=None, help="overrides the config's launcher")
+    swp.add_argument("--out", type=Path, default=None, help="sweep folder (overrides the config's out)")
+
     serve = verbs.add_parser("serve", help="serve a model as an OpenAI-compatible completions endpoint (loopback)")
     serve.add_argument("--model", default="smollm2-135m-instruct", help="offline name, local folder or hub id")
     serve.add_argument("--host", default="127.0.0.1")
@@ -82,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
             return _judge_eval(args)
         if args.verb == "train":
             return _train(args)
+        if args.verb == "sweep":
+            return _sweep(args)
         if args.verb == "serve":
             from models.server import main as serve_main
 
@@ -180,6 +191,30 @@ def _train(args) -> int:
     out = args.out or Path("runs") / f"train-{args.config.stem}"
     _refuse_existing(out, args.resume)
     print(json.dumps(train(cfg, out, resume=args.resume), indent=2))
+    return 0
+
+
+def _sweep(args) -> int:
+    import shlex
+
+    from rl.sweep import run_sweep, trials
+    from rl.sweep_config import load_sweep_config
+
+    flags = ([f"launcher={args.launcher}"] if args.launcher else []) + ([f"out={args.out}"] if args.out else [])
+    cfg = load_sweep_config(args.config, [*args.overrides, *flags])
+    if args.dry_run:
+        plan = trials(cfg)
+        for trial in plan:
+            print(f"{trial.name}: {' '.join(shlex.quote(o) for o in trial.overrides)}")
+        print(f"{len(plan)} trials into {cfg.out}/trials/ (dry run: nothing ran)", file=sys.stderr)
+        return 0
+    result = run_sweep(cfg)
+    print(result["table"])
+    print(f"results: {cfg.out}/results.sqlite, {cfg.out}/results.csv", file=sys.stderr)
+    if result["failed"]:
+        print(f"{len(result['failed'])} trial(s) did not finish: {', '.join(result['failed'])}; each folder's "
+              "stderr.txt says why; rerun the same command to retry them", file=sys.stderr)
+        return 1
     return 0
 
 

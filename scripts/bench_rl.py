@@ -52,9 +52,11 @@ def main() -> None:
     parser.add_argument("--no-doc", action="store_true", help="print only; leave docs/benchmarks.md alone")
     parser.add_argument("overrides", nargs="*", help="dotted config overrides, as for pcdrl train")
     args = parser.parse_args()
-    torch.set_num_threads(1)
-    overrides = [f"steps={args.steps}", "heldout_judges=[]", "max_eval_items=8", "threads=1", *args.overrides]
+    threads = int(os.environ["OMP_NUM_THREADS"])
+    torch.set_num_threads(threads)
+    overrides = [f"steps={args.steps}", "heldout_judges=[]", "max_eval_items=8", f"threads={threads}", *args.overrides]
     cfg = load_config(RLTrainConfig, args.config, overrides)
+    cfg_steps = load_config(RLTrainConfig, args.config, []).steps
     out = Path(args.out or tempfile.mkdtemp(prefix="bench_rl_"))
     train(cfg, out)
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -62,7 +64,7 @@ def main() -> None:
     samples = cfg.items_per_step * cfg.samples_per_item
     step = statistics.median(r["time/step_s"] for r in records[1:] or records)
     lines = [
-        f"`OMP_NUM_THREADS=1 python scripts/bench_rl.py --config {args.config} --steps {args.steps}"
+        f"`OMP_NUM_THREADS={threads} python scripts/bench_rl.py --config {args.config} --steps {args.steps}"
         + (" " + " ".join(args.overrides) if args.overrides else "") + f"` ({machine()})",
         "",
         f"{cfg.algorithm.upper()}, {cfg.items_per_step} items × {cfg.samples_per_item} samples = {samples} "
@@ -73,8 +75,8 @@ def main() -> None:
         "|---|---|---|",
         *rows,
         "",
-        f"Step: **{step:.2f} s** ({samples / step:.1f} explanations/s). Overhead ratio, step / (judge + update): "
-        f"**{ratio:.3f}** (target ≤ 1.2).",
+        f"Step: **{step:.2f} s** ({samples / step:.1f} explanations/s), so the config's {cfg_steps} steps take about "
+        f"{cfg_steps * step / 60:.1f} min. Overhead ratio, step / (judge + update): **{ratio:.3f}** (target ≤ 1.2).",
     ]
     print("\n".join(lines))
     if not args.no_doc:
