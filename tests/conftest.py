@@ -61,3 +61,20 @@ def tiny_corpus(tmp_path):
     path = tmp_path / "corpus.txt"
     path.write_text("\n".join(lines))
     return path
+
+
+@pytest.fixture
+def tiny_pcd(tiny_model_dir):
+    """A tiny PCD in eval mode whose decoder LoRA is non-zero (B starts at zero), so the adapter matters."""
+    import torch
+
+    from pcd.config import PCDConfig
+    from pcd.model import PCD
+
+    config = PCDConfig(subject_model=tiny_model_dir, read_layer=1, n_concepts=64, k=4, lora_rank=4, lora_dropout=0.0)
+    pcd = PCD.create(config, seed=0)
+    with torch.no_grad():
+        for name, p in pcd.decoder.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.1)
+    return pcd.eval()

@@ -1,20 +1,7 @@
 import pytest
 import torch
 
-from pcd.config import PCDConfig
 from pcd.decoder import embed_with_soft_tokens, soft_prompt_batch
-from pcd.model import PCD
-
-
-@pytest.fixture
-def tiny_pcd(tiny_model_dir):
-    config = PCDConfig(subject_model=tiny_model_dir, read_layer=1, n_concepts=64, k=4, lora_rank=4, lora_dropout=0.0)
-    pcd = PCD.create(config, seed=0)
-    with torch.no_grad():  # LoRA B starts at zero; give it a value so the adapter matters
-        for name, p in pcd.decoder.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0, 0.1)
-    return pcd
 
 
 def _batch(pcd, batch=2, middle=5, suffix=6):

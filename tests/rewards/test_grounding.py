@@ -6,17 +6,6 @@ from pcd.model import PCD
 from rewards.grounding import grounding_losses
 
 
-@pytest.fixture(scope="module")
-def tiny_pcd(tiny_model_dir):
-    config = PCDConfig(subject_model=tiny_model_dir, read_layer=1, n_concepts=64, k=4, lora_rank=4, lora_dropout=0.0)
-    pcd = PCD.create(config, seed=0)
-    with torch.no_grad():  # LoRA B starts at zero; give it a value so the adapter matters
-        for name, p in pcd.decoder.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0, 0.1)
-    return pcd.eval()
-
-
 def _item(pcd, n_positions, seed):
     ids = torch.randint(3, 90, (1, 6), generator=torch.Generator().manual_seed(seed))
     return pcd.read_activations(ids, slice(6 - n_positions, 6))[0]  # [P, d]
