@@ -11,7 +11,7 @@ import torch
 
 from rewards import CombinedReward, RewardBatch, combine
 from rl.policy import ConceptSetPolicy
-from rl.sampling import plackett_luce_step_logprobs
+from rl.sampling import gumbel_top_k, plackett_luce_step_logprobs
 from rl.timing import Stopwatch
 from simulators.judge import Judge, JudgeAnswers
 from simulators.render import Explanation
@@ -39,13 +39,12 @@ def rollout(policy: ConceptSetPolicy, pooled: torch.Tensor, items: list[dict], l
     watch = watch or Stopwatch()
     rows = torch.arange(len(items)).repeat_interleave(group_size)
     repeated = pooled[rows]
-    with watch("sample"):
-        chosen = policy.sample(repeated, generator)
-        with torch.no_grad():
-            logits = policy.logits(repeated)
-            old = plackett_luce_step_logprobs(logits, chosen, policy.config.temperature)
-            reference_logits = policy.reference_logits(repeated)
-            ref = plackett_luce_step_logprobs(reference_logits, chosen, policy.config.temperature)
+    with watch("sample"), torch.no_grad():
+        logits = policy.logits(repeated)  # once: the sample and its log-probs come from the same forward
+        chosen = gumbel_top_k(logits, policy.config.k, policy.config.temperature, generator)
+        old = plackett_luce_step_logprobs(logits, chosen, policy.config.temperature)
+        reference_logits = policy.reference_logits(repeated)
+        ref = plackett_luce_step_logprobs(reference_logits, chosen, policy.config.temperature)
     sampled_items = [items[r] for r in rows.tolist()]
     explanations = [Explanation(labels=tuple(labels[c] for c in row)) for row in chosen.tolist()]
     with watch("judge"):

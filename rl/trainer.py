@@ -64,7 +64,7 @@ class Prepared:
     the `grounding` reward is on (it keeps S in memory)."""
 
 
-def _prepare(cfg: RLTrainConfig) -> Prepared:
+def prepare(cfg: RLTrainConfig) -> Prepared:
     from pcd.model import PCD
 
     train_items, eval_items = _items(cfg, "train", cfg.max_train_items), _items(cfg, "test", cfg.max_eval_items)
@@ -115,11 +115,15 @@ def _optimizer(cfg: RLTrainConfig, prep: Prepared) -> torch.optim.Optimizer:
     return torch.optim.Adam(groups)
 
 
-def greedy_accuracy(policy, pooled, items, labels, judge: Judge) -> float:
-    chosen = policy.greedy(pooled)
+def set_accuracies(judge: Judge, items: list[dict], sets: torch.Tensor, labels: dict[int, str]) -> list[float]:
+    """The judge's expected accuracy on each item when shown its row of concept ids as labels."""
     answers = judge.answer([it["question"] for it in items], [it["options"] for it in items],
-                           [Explanation(labels=tuple(labels[c] for c in row)) for row in chosen.tolist()])
-    return sum(expected_accuracy(s, it["answer"]) for s, it in zip(answers.scores, items)) / len(items)
+                           [Explanation(labels=tuple(labels[c] for c in row)) for row in sets.tolist()])
+    return [expected_accuracy(s, it["answer"]) for s, it in zip(answers.scores, items)]
+
+
+def greedy_accuracy(policy, pooled, items, labels, judge: Judge) -> float:
+    return sum(set_accuracies(judge, items, policy.greedy(pooled), labels)) / len(items)
 
 
 # Fields that do not change the weights: `steps` may grow (train a finished run longer, the learning
@@ -141,7 +145,7 @@ def train(cfg: RLTrainConfig, out: str | Path, resume: bool = False) -> dict:
     started = time.time()
     reward_functions = check_weights(cfg.rewards)
     run = RunDir(out, cfg, command="pcdrl train")
-    prep = _prepare(cfg)
+    prep = prepare(cfg)
     judge = Judge(cfg.judge)
     optimizer = _optimizer(cfg, prep)
     buffers = {"logit_scale": prep.policy.logit_scale}

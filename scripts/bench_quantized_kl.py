@@ -25,7 +25,7 @@ from pcd.train_state import latest_checkpoint, load_trainable_state  # noqa: E40
 from rl.policy import kl_estimate  # noqa: E402
 from rl.sampling import plackett_luce_step_logprobs  # noqa: E402
 from rl.train_config import RLTrainConfig  # noqa: E402
-from rl.trainer import _prepare  # noqa: E402
+from rl.trainer import prepare  # noqa: E402
 
 TOLERANCE = 0.01
 """Stated tolerance: |mean KL(int8) − mean KL(exact)| below this many nats per explanation."""
@@ -61,7 +61,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     cfg = load_config(RLTrainConfig, args.config, ["heldout_judges=[]", "kl.quantize_reference=false", *args.overrides])
-    prep = _prepare(cfg)
+    prep = prepare(cfg)
     if args.run:
         checkpoint = latest_checkpoint(Path(args.run) / "checkpoints")
         if checkpoint is None:

@@ -29,12 +29,10 @@ from rl.train_config import RLTrainConfig  # noqa: E402
 
 
 def collect(cfg: RLTrainConfig, samples_per_item: int) -> dict:
-    from rl.trainer import _prepare
+    from rl.trainer import prepare, set_accuracies
     from simulators.judge import Judge
-    from simulators.metrics import expected_accuracy
-    from simulators.render import Explanation
 
-    prep = _prepare(cfg)
+    prep = prepare(cfg)
     items = prep.train_items + prep.eval_items
     pooled = torch.cat([prep.pooled_train, prep.pooled_eval])
     judge = Judge(cfg.judge)
@@ -42,16 +40,11 @@ def collect(cfg: RLTrainConfig, samples_per_item: int) -> dict:
     greedy = prep.policy.greedy(pooled)
     sampled = prep.policy.sample(pooled.repeat_interleave(samples_per_item, dim=0))
 
-    def accuracy(rows, sets):
-        answers = judge.answer([it["question"] for it in rows], [it["options"] for it in rows],
-                               [Explanation(labels=tuple(prep.labels[c] for c in s)) for s in sets.tolist()])
-        return [expected_accuracy(s, it["answer"]) for s, it in zip(answers.scores, rows)]
-
     rows = [it for it in items for _ in range(samples_per_item)]
     sampled_acc = []
     for start in range(0, len(rows), 64):
-        sampled_acc += accuracy(rows[start:start + 64], sampled[start:start + 64])
-    return {"greedy": accuracy(items, greedy), "samples": sampled_acc, "chosen": sampled.tolist(), "G": samples_per_item}
+        sampled_acc += set_accuracies(judge, rows[start:start + 64], sampled[start:start + 64], prep.labels)
+    return {"greedy": set_accuracies(judge, items, greedy, prep.labels), "samples": sampled_acc, "chosen": sampled.tolist(), "G": samples_per_item}
 
 
 def split_half_correlation(per_item: list[list[float]], chosen: list[list[int]], G: int, seed: int,
