@@ -4,7 +4,10 @@
     pcdrl label runs/pcd-quickstart/pcd --out runs/label-quickstart
     pcdrl data build configs/data/quickstart.yaml --out runs/data-quickstart
     pcdrl judge-eval configs/eval/judge_eval.yaml --out runs/judge-eval
+    pcdrl train configs/rl/grpo_concepts.yaml --out runs/grpo
+    pcdrl eval runs/grpo --out runs/grpo/eval max_items=60
     pcdrl sweep configs/sweeps/weights_2x2.yaml --out runs/sweep-2x2 steps=3 --dry-run
+    pcdrl quickstart
 """
 from __future__ import annotations
 
@@ -12,6 +15,9 @@ import argparse
 import os
 import sys
 from pathlib import Path
+
+
+DEFAULT_EVAL_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "eval" / "eval.yaml"
 
 
 def _add_run_args(parser: argparse.ArgumentParser) -> None:
@@ -46,6 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
     jev.add_argument("config", type=Path, help="YAML config, e.g. configs/eval/judge_eval.yaml")
     _add_run_args(jev)
 
+    evl = verbs.add_parser("eval", help="held-out accuracy of RL runs vs prior/random/pretrained/oracle, with controls; "
+                                        "report.html")
+    evl.add_argument("runs", nargs="+", type=Path, help="pcdrl train run folder(s) or checkpoint folder(s); "
+                     "several runs are seeds of one experiment")
+    evl.add_argument("--config", type=Path, default=None, help="YAML config (default: configs/eval/eval.yaml)")
+    _add_run_args(evl)
+
     trn = verbs.add_parser("train", help="RL (GRPO or PPO) on concept sets against a simulated-human judge")
     trn.add_argument("config", type=Path, help="YAML config: configs/rl/grpo_concepts.yaml or configs/rl/ppo_concepts.yaml")
     trn.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
@@ -58,6 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
     swp.add_argument("--dry-run", action="store_true", help="print the trials (name and overrides) and run nothing")
     swp.add_argument("--launcher", choices=["local", "ray"], default=None, help="overrides the config's launcher")
     swp.add_argument("--out", type=Path, default=None, help="sweep folder (overrides the config's out)")
+
+    qs = verbs.add_parser("quickstart", help="the whole pipeline on the default models, every stage cached: "
+                                             "pretrain, label, data, GRPO, eval; prints the table")
+    qs.add_argument("--config", type=Path, default=None, help="YAML config (default: configs/quickstart.yaml)")
+    qs.add_argument("--out", type=Path, default=None, help="folder for the stage run folders (default: runs/quickstart)")
 
     serve = verbs.add_parser("serve", help="serve a model as an OpenAI-compatible completions endpoint (loopback)")
     serve.add_argument("--model", default="smollm2-135m-instruct", help="offline name, local folder or hub id")
@@ -89,10 +107,14 @@ def main(argv: list[str] | None = None) -> int:
             return _data_build(args)
         if args.verb == "judge-eval":
             return _judge_eval(args)
+        if args.verb == "eval":
+            return _eval(args)
         if args.verb == "train":
             return _train(args)
         if args.verb == "sweep":
             return _sweep(args)
+        if args.verb == "quickstart":
+            return _quickstart(args)
         if args.verb == "serve":
             from models.server import main as serve_main
 
@@ -177,6 +199,39 @@ def _judge_eval(args) -> int:
     summary = judge_eval(cfg, out)
     print(judge_eval_table(summary))
     print(f"summary: {out / 'summary.json'}", file=sys.stderr)
+    return 0
+
+
+def _eval(args) -> int:
+    from configs.loader import load_config
+    from rl.eval import evaluate
+    from rl.eval_config import EvalConfig
+    from rl.tables import eval_table
+
+    # nargs="+" also takes the key=value overrides: they are not paths.
+    runs = [p for p in args.runs if "=" not in str(p) or p.exists()]
+    overrides = [str(p) for p in args.runs if p not in runs] + args.overrides
+    cfg = load_config(EvalConfig, args.config or DEFAULT_EVAL_CONFIG, overrides)
+    out = args.out or (runs[0] / "eval" if len(runs) == 1 else Path("runs") / f"eval-{runs[0].name}")
+    summary = evaluate(runs, cfg, out)
+    print(eval_table(summary))
+    print(f"report: {out / 'report.html'} (summary: {out / 'summary.json'})", file=sys.stderr)
+    return 0
+
+
+def _quickstart(args) -> int:
+    from configs.loader import load_config
+    from rl.quickstart import quickstart
+    from rl.quickstart_config import QuickstartConfig
+    from rl.tables import eval_table
+
+    default = Path(__file__).resolve().parent.parent / "configs" / "quickstart.yaml"
+    cfg = load_config(QuickstartConfig, args.config or default, args.overrides + ([f"out={args.out}"] if args.out else []))
+    result = quickstart(cfg)
+    print(eval_table(result["eval"]))
+    stages = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in result["stage_seconds"].items()) or "all cached"
+    print(f"stages run: {stages}", file=sys.stderr)
+    print(f"report: {result['report']}", file=sys.stderr)
     return 0
 
 

@@ -115,6 +115,22 @@ class ConceptSetPolicy(nn.Module):
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.head.parameters() if p.requires_grad]
 
+    @torch.no_grad()
+    def merged_linear(self) -> nn.Linear:
+        """The policy's W_enc as one plain linear layer: LoRA merged in, the per-concept offsets folded
+        into the bias. Applied per token, it is the RL encoder whose concepts the fidelity control
+        scores. The logit scale is left out: a positive constant changes no ranking."""
+        base = self.head.base_model.model.W_enc
+        merged = nn.Linear(base.in_features, base.out_features, bias=True)
+        weight = base.get_base_layer().weight.detach().clone()
+        for name in [] if base.disable_adapters else base.active_adapters:
+            if name in base.lora_A:
+                weight += base.get_delta_weight(name)
+        bias = base.get_base_layer().bias
+        merged.weight.copy_(weight)
+        merged.bias.copy_((bias.detach() if bias is not None else torch.zeros_like(self.offset)) + self.offset)
+        return merged.requires_grad_(False)
+
     def quantize_reference(self) -> None:
         """Keep the frozen reference in int8: per-concept scales on CPU, bitsandbytes' LLM.int8() on GPU.
         `scripts/bench_quantized_kl.py` measures the KL it preserves on the real PCD."""

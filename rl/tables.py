@@ -23,3 +23,41 @@ def judge_eval_table(summary: dict) -> str:
             lines.append("| prior, uncalibrated | " + " | ".join(f"{raw[f]:.3f}" for f in names) + " |")
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
+
+
+def eval_table(summary: dict) -> str:
+    """`pcdrl eval`: rows are explanation kinds (and the label controls), columns are judges; then the verdicts."""
+    judges = list(summary["accuracy"])
+    cell = lambda value, ci: f"{value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"  # noqa: E731
+    signed = lambda value, ci: f"{value:+.3f} [{ci[0]:+.3f}, {ci[1]:+.3f}]"  # noqa: E731
+    header = [f"{j} ({summary['judges'][j]['role']})" for j in judges]
+    lines = [f"Held-out accuracy on {summary['n_items']} '{summary['split']}' items ({', '.join(summary['families'])}), "
+             f"{len(summary['runs'])} run(s), seeds {summary['seeds']}; chance {summary['chance']:.3f}; 95% CIs", "",
+             "| row | " + " | ".join(header) + " |", "|---|" + "---|" * len(judges)]
+    for row in summary["rows"]:
+        lines.append(f"| {row} | " + " | ".join(cell(summary["accuracy"][j][row], summary["ci95"][j][row])
+                                               for j in judges) + " |")
+    if summary["gain"]:
+        lines.append("| **rl − pretrained** | " + " | ".join(
+            signed(summary["gain"][j]["rl_minus_pretrained"], summary["gain"][j]["ci95"]) if j in summary["gain"]
+            else "" for j in judges) + " |")
+    for control, per_judge in summary["controls"].items():
+        if control in ("fidelity", "verdicts") or not per_judge:
+            continue
+        name = control.replace("_", " ")
+        for row in ("pretrained", "rl"):
+            lines.append(f"| {row}, {name} | " + " | ".join(
+                cell(per_judge[j][row], per_judge[j]["ci95"][row]) if j in per_judge else "not scored"
+                for j in judges) + " |")
+        lines.append(f"| rl − pretrained, {name} | " + " | ".join(
+            signed(per_judge[j]["gain"], per_judge[j]["gain_ci95"]) if j in per_judge else "not scored"
+            for j in judges) + " |")
+    fidelity = summary["controls"].get("fidelity")
+    if fidelity and fidelity.get("n_concepts"):
+        lines += ["", f"Concept fidelity (auto-interp AUROC, {fidelity['n_concepts']} concepts RL uses most): before RL "
+                  f"{cell(fidelity['before'], fidelity['before_ci95'])}, after {cell(fidelity['after'], fidelity['after_ci95'])}, "
+                  f"difference {signed(fidelity['difference'], fidelity['difference_ci95'])}"]
+    verdicts = summary["controls"].get("verdicts", [])
+    if verdicts:
+        lines += ["", *[f"- {v}" for v in verdicts]]
+    return "\n".join(lines)

@@ -1,0 +1,139 @@
+"""`pcdrl quickstart`: the whole story on the embedded default models, one cached stage at a time.
+
+    pretrain a PCD on SmolLM2 ─► label its concepts ─► build behaviour questions (S's true answers)
+        ─► GRPO on concept sets against the SmolLM2 judge ─► eval: rows × judges with controls, report.html
+
+Each stage writes an ordinary run folder under `out` (what `pcdrl pretrain|label|data build|train|eval`
+would write). A stage whose folder holds a summary made with the same config is skipped, and an
+interrupted one resumes, so a rerun costs seconds. Changing a stage's config re-runs that stage
+and every stage after it.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+
+from configs.atomic import atomic_write_json
+from configs.loader import ConfigError, dump_yaml, load_config
+from rl.quickstart_config import QuickstartConfig, StageConfig
+
+console = Console(stderr=True)
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Stage:
+    name: str
+    folder: Path
+    config: object
+    done: bool
+    """True when the folder already holds this config's finished output."""
+
+
+def _resolve(path: str) -> Path:
+    candidate = Path(path)
+    return candidate if candidate.is_absolute() or candidate.exists() else REPO / candidate
+
+
+def _stage(name: str, folder: Path, cls, stage: StageConfig, extra: list[str], upstream_changed: bool) -> Stage:
+    config = load_config(cls, _resolve(stage.config), [*stage.overrides, *extra])
+    saved = folder / "config.yaml"
+    wanted = dump_yaml(config)
+    same = saved.is_file() and saved.read_text().split("\n", 1)[-1] == wanted
+    if saved.is_file() and not same and (folder / "summary.json").is_file() and not upstream_changed:
+        raise ConfigError(f"{folder} holds a finished `{name}` stage made with another config; delete that folder "
+                          f"to rerun the stage with the new one, or choose another --out")
+    return Stage(name, folder, config, done=same and (folder / "summary.json").is_file() and not upstream_changed)
+
+
+def _announce(stage: Stage, what: str, upstream_changed: bool = False) -> None:
+    state = "cached" if stage.done else "running"
+    console.rule(f"[bold]{stage.name}[/bold]: {what} ({state}: {stage.folder})")
+    if not stage.done and upstream_changed and stage.folder.exists():
+        # Its inputs were just rebuilt: what the folder holds (checkpoints, journals) is stale.
+        console.print(f"{stage.folder}: an earlier stage changed; starting this stage afresh")
+        shutil.rmtree(stage.folder)
+
+
+def _has_labels(pcd_path: Path) -> bool:
+    concepts = pcd_path / "concepts.json"
+    return concepts.is_file() and any(c.get("label") for c in json.loads(concepts.read_text()).get("concepts", []))
+
+
+def quickstart(cfg: QuickstartConfig) -> dict:
+    from behaviors.build import build_dataset
+    from behaviors.config import DataBuildConfig
+    from pcd.config import PretrainRunConfig
+    from pcd.labelling import label_checkpoint
+    from pcd.labels_config import LabelRunConfig
+    from pcd.pretrain import pretrain
+    from rl.eval import evaluate
+    from rl.eval_config import EvalConfig
+    from rl.train_config import RLTrainConfig
+    from rl.trainer import train
+
+    out = Path(cfg.out)
+    times: dict[str, float] = {}
+    threads = [f"threads={cfg.threads}"] if cfg.threads else []
+    changed = False
+
+    def timed(name: str, fn) -> None:
+        started = time.time()
+        fn()
+        times[name] = round(time.time() - started, 1)
+
+    if cfg.pcd:
+        pcd_path = _resolve(cfg.pcd)
+        if not (pcd_path / "config.json").is_file():
+            raise FileNotFoundError(f"pcd: {pcd_path} is not a PCD checkpoint folder (no config.json)")
+    else:
+        stage = _stage("pretrain", out / "pcd-pretrain", PretrainRunConfig, cfg.pretrain,
+                       [f"train.threads={cfg.threads}"] if cfg.threads else [], False)
+        _announce(stage, "PCD on the subject model's activations")
+        if not stage.done:
+            timed("pretrain", lambda: pretrain(stage.config, stage.folder, resume=(stage.folder / "checkpoints").exists()))
+            changed = True
+        pcd_path = stage.folder / "pcd"
+
+    stage = _stage("label", out / "label", LabelRunConfig, cfg.label,
+                   [f"label.threads={cfg.threads}"] if cfg.threads else [], changed)
+    if cfg.pcd and _has_labels(pcd_path):
+        stage.done = True  # a reused PCD that is labelled already keeps its labels
+    _announce(stage, f"labels and auto-interp for {pcd_path}", changed)
+    if not stage.done:
+        timed("label", lambda: label_checkpoint(pcd_path, stage.config, stage.folder))
+        changed = True
+
+    stage = _stage("data", out / "data", DataBuildConfig, cfg.data, [], False)
+    _announce(stage, "behaviour questions with S's true answers")
+    if not stage.done:
+        timed("data", lambda: build_dataset(stage.config, stage.folder))
+        changed = True
+    data_path = stage.folder
+
+    stage = _stage("train", out / "grpo", RLTrainConfig, cfg.train, [f"pcd={pcd_path}", f"data={data_path}", *threads],
+                   changed)
+    _announce(stage, f"{stage.config.algorithm.upper()} on concept sets", changed)
+    if not stage.done:
+        resume = (stage.folder / "checkpoints" / "latest.txt").is_file()
+        timed("train", lambda: train(stage.config, stage.folder, resume=resume))
+        changed = True
+    run_path = stage.folder
+
+    stage = _stage("eval", out / "eval", EvalConfig, cfg.eval, threads, changed)
+    _announce(stage, "held-out evaluation with controls", changed)
+    if stage.done:
+        summary = json.loads((stage.folder / "summary.json").read_text())
+    else:
+        started = time.time()
+        summary = evaluate([run_path], stage.config, stage.folder)
+        times["eval"] = round(time.time() - started, 1)
+    record = {"stage_seconds": times, "report": str(stage.folder / "report.html"),
+              "summary": str(stage.folder / "summary.json")}
+    atomic_write_json(out / "quickstart.json", record)
+    return {"eval": summary, **record}

@@ -1,0 +1,44 @@
+"""Rule-based paraphrases of concept labels, for the paraphrased-labels control of `pcdrl eval`.
+
+If RL's gain came from the judge matching a label's exact wording (its framing, word order or
+quoting) rather than what it says, the gain would vanish when the same content is worded
+differently. The rules keep the content and change the surface: the framing phrase, the order of
+listed items, the quoting, and a few common words. Pure functions; deterministic.
+"""
+from __future__ import annotations
+
+import re
+
+# Token-statistics labels (pcd/examples.py) read: the words "of", "with", "and".
+_WORD_LIST = re.compile(r'^\s*the words\s+(.+?)\s*$', re.IGNORECASE)
+_QUOTED = re.compile(r'"([^"]*)"')
+_SYNONYMS = {
+    "words": "terms", "word": "term", "about": "concerning", "names": "proper nouns", "name": "proper noun",
+    "numbers": "numerals", "number": "numeral", "text": "writing", "related": "linked", "phrases": "expressions",
+    "references": "mentions", "code": "source code", "questions": "queries", "places": "locations",
+}
+
+
+def paraphrase_label(label: str) -> str:
+    """The same content, worded differently.
+
+    >>> paraphrase_label('the words "of", "with", "and"')
+    "tokens such as 'and', 'with' and 'of'"
+    """
+    listed = _WORD_LIST.match(label)
+    if listed and _QUOTED.findall(listed.group(1)):
+        items = [f"'{w}'" for w in reversed(_QUOTED.findall(listed.group(1)))]
+        joined = items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+        return f"tokens such as {joined}"
+    return "related to: " + _swap_words(label.strip())
+
+
+def _swap_words(text: str) -> str:
+    def swap(match: re.Match) -> str:
+        word = match.group(0)
+        replacement = _SYNONYMS.get(word.lower())
+        if replacement is None:
+            return word
+        return replacement.capitalize() if word[0].isupper() else replacement
+
+    return re.sub(r"[A-Za-z]+", swap, text)
