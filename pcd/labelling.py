@@ -12,7 +12,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from rich.console import Console
+from torch import nn
 
 from configs.loader import from_dict
 from configs.progress import progress_bar
@@ -89,19 +91,29 @@ def _labelling_windows(pcd: PCD, cfg: LabelConfig) -> torch.Tensor:
     return torch.tensor(kept, dtype=torch.long)[:, : window.prefix_len + window.middle_len]
 
 
-@torch.no_grad()
 def _encode_windows(pcd: PCD, windows: torch.Tensor, cfg: LabelConfig) -> dict[int, list[Firing]]:
+    return _read_and_encode(pcd, windows, [pcd.encoder.W_enc])[0]
+
+
+@torch.no_grad()
+def _read_and_encode(pcd: PCD, windows: torch.Tensor, linears: list[nn.Linear]) -> list[dict[int, list[Firing]]]:
+    """Firings of every concept under each linear, with k = pcd.encoder.k: TopK over its pre-activations on the
+    normalised activations, as `PCD.encode` does. S is read once per batch, whatever the number of linears:
+    reading S is the expensive part."""
     prefix = pcd.training_data["window"]["prefix_len"]
-    indices, values = [], []
+    indices, values = [[] for _ in linears], [[] for _ in linears]
     with progress_bar() as bar:
         task = bar.add_task("encoding", total=len(windows), status="")
         for start in range(0, len(windows), 32):
             acts = pcd.read_activations(windows[start : start + 32], slice(prefix, windows.shape[1]))
-            out = pcd.encode(acts)
-            indices.append(out.top_indices.cpu())
-            values.append(out.top_values.cpu())
+            normalised = pcd.encoder.normalize(acts.to(pcd.device))
+            for i, linear in enumerate(linears):
+                bias = None if linear.bias is None else linear.bias.to(pcd.device)
+                top = F.linear(normalised, linear.weight.to(pcd.device), bias).topk(pcd.encoder.k, dim=-1)
+                indices[i].append(top.indices.cpu())
+                values[i].append(top.values.cpu())
             bar.advance(task, len(acts))
-    return firings_by_concept(torch.cat(indices), torch.cat(values), offset=prefix)
+    return [firings_by_concept(torch.cat(i), torch.cat(v), offset=prefix) for i, v in zip(indices, values)]
 
 
 def _select_concepts(firings: dict[int, list[Firing]], cfg: LabelConfig) -> list[int]:
@@ -145,13 +157,20 @@ def _chat(tokenizer, message: str) -> str:
 # --- scoring ---------------------------------------------------------------------------------
 
 
-def _score_labels(pcd: PCD, windows, firings, selected: list[int], labels: dict[int, str], cfg: LabelConfig) -> dict:
-    """Detection AUROC and Pearson per concept, for real labels and for shuffled ones."""
+def _score_labels(
+    pcd: PCD, windows, firings, selected: list[int], labels: dict[int, str], cfg: LabelConfig,
+    *, negatives_avoid: dict[int, list[Firing]] | None = None, shuffled_control: bool = True,
+) -> dict:
+    """Detection AUROC and Pearson per concept, for real labels and (``shuffled_control``) for shuffled ones.
+
+    Negatives are drawn where the concept is silent: where it has no entry in ``negatives_avoid``, by
+    default ``firings``. Passing the same ``negatives_avoid`` to two calls draws the same negatives in both.
+    """
     rng = random.Random(cfg.seed + 1)
     prefix = pcd.training_data["window"]["prefix_len"]
     cases = []  # (concept, window, position, true activation, is_positive)
     for concept in selected:
-        fired_at = {(f.window, f.position) for f in firings[concept]}
+        fired_at = {(f.window, f.position) for f in (negatives_avoid or firings)[concept]}
         for f in split_by_window(firings[concept], 1)[: cfg.score_positives]:
             cases.append((concept, f.window, f.position, f.value, True))
         negatives = 0
@@ -162,12 +181,15 @@ def _score_labels(pcd: PCD, windows, firings, selected: list[int], labels: dict[
                 cases.append((concept, w, p, 0.0, False))
                 negatives += 1
 
-    shuffled_from = derangement(len(selected), cfg.seed)
-    shuffled = {c: labels[selected[j]] for c, j in zip(selected, shuffled_from)}
-    variants = [[labels[c[0]] for c in cases], [shuffled[c[0]] for c in cases], [NO_LABEL] * len(cases)]
+    named = {"real": [labels[c[0]] for c in cases]}
+    if shuffled_control:
+        shuffled_from = derangement(len(selected), cfg.seed)
+        shuffled = {c: labels[selected[j]] for c, j in zip(selected, shuffled_from)}
+        named["shuffled"] = [shuffled[c[0]] for c in cases]
+    variants = [*named.values(), [NO_LABEL] * len(cases)]  # the last one calibrates the others
     simulator = load_model(cfg.simulator_model)
     tokenizer = load_tokenizer(cfg.simulator_model)
-    with console.status(f"simulator ({cfg.simulator_method}) scoring {3 * len(cases)} prompts"):
+    with console.status(f"simulator ({cfg.simulator_method}) scoring {len(variants) * len(cases)} prompts"):
         if cfg.simulator_method == "likelihood":
             split = [split_at(pcd.tokenizer, windows[w], p) for _, w, p, _, _ in cases]
             prompts = [likelihood_prompt(label, before) for variant in variants for label, (before, _) in zip(variant, split)]
@@ -178,8 +200,8 @@ def _score_labels(pcd: PCD, windows, firings, selected: list[int], labels: dict[
             prompts = [simulator_prompt(label, ctx) for variant in variants for label, ctx in zip(variant, contexts)]
             logprobs = next_token_logprobs(simulator, tokenizer, prompts, [" Yes", " No"], batch_size=cfg.batch_size)
             raw = logprobs[:, 0] - logprobs[:, 1]
-    raw = raw.view(3, len(cases))
-    calibrated = {"real": raw[0] - raw[2], "shuffled": raw[1] - raw[2]}
+    raw = raw.view(len(variants), len(cases))
+    calibrated = {name: raw[i] - raw[-1] for i, name in enumerate(named)}
 
     concept_of = torch.tensor([c[0] for c in cases])
     activation = torch.tensor([c[3] for c in cases])
@@ -190,7 +212,8 @@ def _score_labels(pcd: PCD, windows, firings, selected: list[int], labels: dict[
             rows = concept_of == concept
             result[name]["auroc"][concept] = auroc(scores[rows], positive[rows])
             result[name]["pearson"][concept] = pearson(scores[rows], activation[rows])
-    result["shuffled_from"] = {c: selected[j] for c, j in zip(selected, shuffled_from)}
+    if shuffled_control:
+        result["shuffled_from"] = {c: selected[j] for c, j in zip(selected, shuffled_from)}
     return result
 
 
