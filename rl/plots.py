@@ -17,7 +17,7 @@ REWARD_KEY = "reward/total/mean"
 DPI = 110
 
 
-def _figure(figsize: tuple[float, float]):
+def new_figure(figsize: tuple[float, float]):
     """A standalone figure on the Agg (file-only) canvas, outside pyplot's figure registry."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -27,7 +27,7 @@ def _figure(figsize: tuple[float, float]):
     return fig
 
 
-def _save(fig, out: Path) -> Path:
+def save_png(fig, out: Path) -> Path:
     """Write `fig` to `out` atomically as PNG; the figure is garbage once unreferenced, nothing to close."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -72,10 +72,10 @@ def plot_reward_curves(runs: list[Path], out: Path) -> Path | None:
         return None
     with_kl = any(r.get("kl") is not None for _, rows in series for r in rows)
     if with_kl:
-        fig = _figure((7.0, 5.2))
+        fig = new_figure((7.0, 5.2))
         ax, ax_kl = fig.subplots(2, 1, sharex=True, height_ratios=[2, 1])
     else:
-        fig = _figure((7.0, 3.6))
+        fig = new_figure((7.0, 3.6))
         ax, ax_kl = fig.subplots(), None
     for i, (name, rows) in enumerate(series):
         color = f"C{i % 10}"
@@ -94,7 +94,7 @@ def plot_reward_curves(runs: list[Path], out: Path) -> Path | None:
     else:
         ax.set_xlabel("step")
     fig.tight_layout()
-    return _save(fig, out)
+    return save_png(fig, out)
 
 
 def _tick(cid: str, label: str | None, width: int = 40) -> str:
@@ -111,7 +111,7 @@ def plot_concept_usage(usage: dict[str, dict[str, int]], labels: dict[str, str],
     before = {str(k): v for k, v in usage.get("pretrained", {}).items()}
     after = {str(k): v for k, v in usage.get("rl", {}).items()}
     ids = sorted(set(before) | set(after), key=lambda c: (-(before.get(c, 0) + after.get(c, 0)), c))[:top]
-    fig = _figure((7.6, max(2.4, 0.32 * len(ids) + 1.3)))
+    fig = new_figure((7.6, max(2.4, 0.32 * len(ids) + 1.3)))
     ax = fig.subplots()
     if ids:
         ys = list(range(len(ids)))[::-1]  # most used concept on top
@@ -127,4 +127,4 @@ def plot_concept_usage(usage: dict[str, dict[str, int]], labels: dict[str, str],
     ax.set_title(f"Top {len(ids)} concepts by usage, pretrained vs RL")
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
-    return _save(fig, out)
+    return save_png(fig, out)

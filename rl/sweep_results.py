@@ -105,20 +105,15 @@ def write_csv(rows: list[dict], path: Path) -> None:
 
 def plot_pareto(rows: list[dict], path: Path, judge: str) -> str:
     """Held-out accuracy after RL against explanation size; returns a line saying what was written."""
-    try:
-        import matplotlib
+    from rl.plots import new_figure, save_png
 
-        matplotlib.use("Agg")  # no display: write a file
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return f"{path.name} skipped: matplotlib is not installed (pip install matplotlib); the pareto column " \
-               "of results.csv marks the front"
     key = f"acc_rl_{_col(judge)}"
     done = [r for r in rows if r["status"] == "ok" and r.get(key) is not None]
     if not done:
         return f"{path.name} skipped: no finished trial"
     front = sorted((r for r in done if r["pareto"]), key=lambda r: r["mean_explanation_size"])
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    fig = new_figure((6.4, 4.4))
+    ax = fig.add_subplot()
     ax.scatter([r["mean_explanation_size"] for r in done], [r[key] for r in done], color="0.6", label="trial")
     sizes = [r["mean_explanation_size"] for r in front]
     ax.plot(sizes, [r[key] for r in front], "o-", color="C3", label="Pareto front")
@@ -131,10 +126,7 @@ def plot_pareto(rows: list[dict], path: Path, judge: str) -> str:
     ax.set_ylabel(f"held-out accuracy, judge {judge} (after RL)")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    tmp = path.with_name(".tmp." + path.name)
-    fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_png(fig, path)
     return f"Pareto plot: {path}"
 
 

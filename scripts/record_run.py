@@ -2,6 +2,9 @@
 
     python scripts/record_run.py data RUN_DIR          # answer balance and counts of a `pcdrl data build`
     python scripts/record_run.py judge-eval RUN_DIR    # the accuracy tables of a `pcdrl judge-eval`
+    python scripts/record_run.py eval RUN_DIR          # the table, controls and verdicts of a `pcdrl eval`
+    python scripts/record_run.py quickstart OUT_DIR    # stage times and the eval table of a `pcdrl quickstart`
+    python scripts/record_run.py sweep SWEEP_DIR       # the results table of a `pcdrl sweep`
 """
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from benchmarks_doc import update_section  # noqa: E402
-from rl.tables import judge_eval_table  # noqa: E402
+from rl.tables import eval_table, judge_eval_table  # noqa: E402
 
 
 def data_section(run: Path, summary: dict, command: str) -> str:
@@ -44,18 +47,49 @@ def judge_section(run: Path, summary: dict, command: str) -> str:
     return "\n".join(lines)
 
 
+def quickstart_section(out: Path, command: str) -> str:
+    record = json.loads((out / "quickstart.json").read_text())
+    summary = json.loads((out / "eval" / "summary.json").read_text())
+    stages = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in record["stage_seconds"].items())
+    return "\n".join([f"`{command}`", "", f"Stages (inside `pcdrl quickstart`): {stages}.", "", eval_table(summary)])
+
+
+def sweep_section(out: Path, command: str) -> str:
+    import csv
+
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    keys = [k for k in rows[0] if k.startswith(("weight_", "acc_"))]
+    lines = [f"`{command}` ({len(rows)} trials)", "", "| trial | status | " + " | ".join(keys) + " | train s | front |",
+             "|---|---|" + "---|" * (len(keys) + 2)]
+    for row in rows:
+        lines.append(f"| {row['name']} | {row['status']} | " + " | ".join(row[k] for k in keys)
+                     + f" | {row['train_seconds']} | {'*' if row['pareto'] == '1' else ''} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("kind", choices=["data", "judge-eval"])
+    parser.add_argument("kind", choices=["data", "judge-eval", "eval", "quickstart", "sweep"])
     parser.add_argument("run", type=Path)
     parser.add_argument("--command", default="", help="the command that made the run (default: from config.yaml)")
     parser.add_argument("--note", default="", help="a sentence to add under the numbers (conditions, caveats)")
     args = parser.parse_args()
+    note = f"\n\n{args.note}" if args.note else ""
+    if args.kind == "quickstart":
+        body = quickstart_section(args.run, args.command or "make quickstart")
+        update_section("quickstart", "## Quickstart, end to end (pcdrl quickstart)\n\n" + body + note)
+        return
+    if args.kind == "sweep":
+        body = sweep_section(args.run, args.command or f"pcdrl sweep ... --out {args.run}")
+        update_section(f"sweep_{args.run.name}", f"## Reward-weight sweep ({args.run.name})\n\n" + body + note)
+        return
     summary = json.loads((args.run / "summary.json").read_text())
     first = (args.run / "config.yaml").read_text().splitlines()[0].lstrip("# ")
     command = args.command or first
-    note = f"\n\n{args.note}" if args.note else ""
-    if args.kind == "data":
+    if args.kind == "eval":
+        body = f"`{command}`\n\n" + eval_table(summary)
+        update_section("eval", "## RL evaluation with controls (pcdrl eval)\n\n" + body + note)
+    elif args.kind == "data":
         body = data_section(args.run, summary, command)
         update_section("data_build", "## Behaviour questions (pcdrl data build)\n\n" + body + note)
     else:

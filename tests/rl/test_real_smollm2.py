@@ -1,7 +1,8 @@
 """`pcdrl train` end to end on the real default models: SmolLM2 is S, the PCD's decoder and the judge.
 
 The PCD is freshly initialised (pretraining is tested elsewhere, and takes minutes), with a label per
-concept; the behaviour questions come from S itself. Two GRPO steps, then the summary and a resume.
+concept; the behaviour questions come from S itself. Two GRPO steps, then the summary and a resume,
+then `pcdrl eval` on the run: every row, both label controls and the fidelity control.
 """
 import json
 import subprocess
@@ -16,7 +17,9 @@ WORDS = "river king sword bread light temple wind letter silver garden night hor
 
 @pytest.mark.real_model
 def test_train_cli_on_smollm2(tmp_path):
-    from pcd.config import PCDConfig
+    from dataclasses import asdict
+
+    from pcd.config import CorpusConfig, PCDConfig, WindowConfig
     from pcd.model import PCD
 
     pcd = PCD.create(PCDConfig(lora_dropout=0.0), seed=0).eval()
@@ -25,6 +28,9 @@ def test_train_cli_on_smollm2(tmp_path):
     pcd.encoder.fit_input_stats(pcd.read_activations(ids)[0], pcd.embedding_norm())
     pcd.concepts = {"concepts": [{"id": i, "label": f"the words \"{WORDS[i % 12]}\", \"{WORDS[(i * 5) % 12]}\""}
                                  for i in range(0, pcd.config.n_concepts, 2)]}  # odd concepts stay unlabelled
+    # What pretraining records, so that the fidelity control can cut held-out windows of the same corpus.
+    pcd.training_data = {"corpus": asdict(CorpusConfig(sources=["kjv"], max_windows=64)),
+                         "window": asdict(WindowConfig(prefix_len=8, middle_len=8, suffix_len=8)), "seed": 0}
     pcd.save_pretrained(tmp_path / "pcd")
 
     def cli(*args):
@@ -44,3 +50,15 @@ def test_train_cli_on_smollm2(tmp_path):
     assert [r["step"] for r in records] == [1, 2], "the resumed run continued at step 2"
     assert all(r["time/judge_s"] > 0 and r["reward/judge_logprob/mean"] <= 0 for r in records)
     assert (tmp_path / "run" / "checkpoints" / "step_000002" / "trainable.safetensors").exists()
+
+    out = tmp_path / "eval"
+    cli("eval", str(tmp_path / "run"), "--out", str(out), "max_items=6", "examples=2", "fidelity_concepts=3",
+        "fidelity.label_windows=64", "fidelity.min_examples=1", "fidelity.score_positives=1",
+        "fidelity.score_negatives=2", "bootstrap_resamples=200")
+    result = json.loads((out / "summary.json").read_text())
+    assert set(result["accuracy"]["smollm2"]) == {"prior", "random", "pretrained", "rl", "oracle"}
+    assert result["accuracy"]["smollm2"]["oracle"] > result["accuracy"]["smollm2"]["prior"], "S's own output helps"
+    assert set(result["controls"]["shuffled_labels"]) == {"smollm2"} == set(result["controls"]["paraphrased_labels"])
+    fidelity = result["controls"]["fidelity"]
+    assert fidelity["n_concepts"] + len(fidelity["skipped"]) == 3
+    assert (out / "report.html").stat().st_size > 10_000 and (out / "plots" / "reward_curve.png").exists()
