@@ -6,7 +6,7 @@
 Each stage writes an ordinary run folder under `out` (what `pcdrl pretrain|label|data build|train|eval`
 would write). A stage whose folder holds a summary made with the same config is skipped, and an
 interrupted one resumes, so a rerun costs seconds. Changing a stage's config re-runs that stage
-and every stage after it.
+afresh, and every stage after it.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from pathlib import Path
 from rich.console import Console
 
 from configs.atomic import atomic_write_json
-from configs.loader import ConfigError, dump_yaml, load_config
+from configs.loader import dump_yaml, load_config
 from rl.quickstart_config import QuickstartConfig, StageConfig
 
 console = Console(stderr=True)
@@ -33,6 +33,8 @@ class Stage:
     config: object
     done: bool
     """True when the folder already holds this config's finished output."""
+    stale: bool
+    """True when the folder holds work made with another config or from inputs that have since changed."""
 
 
 def _resolve(path: str) -> Path:
@@ -41,22 +43,21 @@ def _resolve(path: str) -> Path:
 
 
 def _stage(name: str, folder: Path, cls, stage: StageConfig, extra: list[str], upstream_changed: bool) -> Stage:
+    """Load the stage's config; it is done when its folder holds a summary made with exactly this config
+    and nothing upstream was rebuilt."""
     config = load_config(cls, _resolve(stage.config), [*stage.overrides, *extra])
     saved = folder / "config.yaml"
-    wanted = dump_yaml(config)
-    same = saved.is_file() and saved.read_text().split("\n", 1)[-1] == wanted
-    if saved.is_file() and not same and (folder / "summary.json").is_file() and not upstream_changed:
-        raise ConfigError(f"{folder} holds a finished `{name}` stage made with another config; delete that folder "
-                          f"to rerun the stage with the new one, or choose another --out")
-    return Stage(name, folder, config, done=same and (folder / "summary.json").is_file() and not upstream_changed)
+    same = saved.is_file() and saved.read_text().split("\n", 1)[-1] == dump_yaml(config)
+    return Stage(name, folder, config, done=same and (folder / "summary.json").is_file() and not upstream_changed,
+                 stale=saved.is_file() and (not same or upstream_changed))
 
 
-def _announce(stage: Stage, what: str, upstream_changed: bool = False) -> None:
+def _announce(stage: Stage, what: str) -> None:
     state = "cached" if stage.done else "running"
     console.rule(f"[bold]{stage.name}[/bold]: {what} ({state}: {stage.folder})")
-    if not stage.done and upstream_changed and stage.folder.exists():
-        # Its inputs were just rebuilt: what the folder holds (checkpoints, journals) is stale.
-        console.print(f"{stage.folder}: an earlier stage changed; starting this stage afresh")
+    if not stage.done and stage.stale:
+        # Another config, or rebuilt inputs: its checkpoints and journals would resume the wrong run.
+        console.print(f"{stage.folder} was made with another config or from earlier inputs; starting it afresh")
         shutil.rmtree(stage.folder)
 
 
@@ -104,7 +105,7 @@ def quickstart(cfg: QuickstartConfig) -> dict:
                    [f"label.threads={cfg.threads}"] if cfg.threads else [], changed)
     if cfg.pcd and _has_labels(pcd_path):
         stage.done = True  # a reused PCD that is labelled already keeps its labels
-    _announce(stage, f"labels and auto-interp for {pcd_path}", changed)
+    _announce(stage, f"labels and auto-interp for {pcd_path}")
     if not stage.done:
         timed("label", lambda: label_checkpoint(pcd_path, stage.config, stage.folder))
         changed = True
@@ -118,7 +119,7 @@ def quickstart(cfg: QuickstartConfig) -> dict:
 
     stage = _stage("train", out / "grpo", RLTrainConfig, cfg.train, [f"pcd={pcd_path}", f"data={data_path}", *threads],
                    changed)
-    _announce(stage, f"{stage.config.algorithm.upper()} on concept sets", changed)
+    _announce(stage, f"{stage.config.algorithm.upper()} on concept sets")
     if not stage.done:
         resume = (stage.folder / "checkpoints" / "latest.txt").is_file()
         timed("train", lambda: train(stage.config, stage.folder, resume=resume))
@@ -126,7 +127,7 @@ def quickstart(cfg: QuickstartConfig) -> dict:
     run_path = stage.folder
 
     stage = _stage("eval", out / "eval", EvalConfig, cfg.eval, threads, changed)
-    _announce(stage, "held-out evaluation with controls", changed)
+    _announce(stage, "held-out evaluation with controls")
     if stage.done:
         summary = json.loads((stage.folder / "summary.json").read_text())
     else:
