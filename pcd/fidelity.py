@@ -17,7 +17,7 @@ from torch import nn
 
 from configs.loader import ConfigError
 from pcd.examples import split_by_window
-from pcd.labelling import _labelling_windows, _read_and_encode, _score_labels
+from pcd.labelling import _labelling_windows, _read_and_encode, _score_labels, free_negatives
 from pcd.labels_config import LabelConfig
 from pcd.model import PCD
 from pcd.stats import bootstrap_ci
@@ -87,6 +87,7 @@ def concept_fidelity(
     windows = _fidelity_windows(pcd, cfg.label_windows)
     before, after = _read_and_encode(pcd, windows, [encoders["before"], encoders["after"]])
 
+    prefix = pcd.training_data["window"]["prefix_len"]
     scored, skipped = [], []
     for c in concepts:
         counts = {name: len(split_by_window(f.get(c, []), 1)) for name, f in (("before", before), ("after", after))}
@@ -95,6 +96,11 @@ def concept_fidelity(
         elif min(counts.values()) < cfg.min_examples:
             skipped.append({"id": c, "why": f"fires {counts['before']} times before and {counts['after']} after on "
                                             f"the scored windows; needs {cfg.min_examples} under both"})
+        elif (free := free_negatives(windows, prefix, {(f.window, f.position) for f in before[c] + after[c]})) \
+                < 2 * cfg.score_negatives:
+            # A concept that fires on nearly every token has no silent tokens to tell it apart from.
+            skipped.append({"id": c, "why": f"fires almost everywhere: silent on only {free} scored positions, "
+                                            f"needs {2 * cfg.score_negatives}"})
         else:
             scored.append(c)
     result = {"n_concepts": len(scored), "skipped": skipped, "label_windows": len(windows)}

@@ -157,6 +157,12 @@ def _chat(tokenizer, message: str) -> str:
 # --- scoring ---------------------------------------------------------------------------------
 
 
+def free_negatives(windows: torch.Tensor, prefix: int, fired_at: set[tuple[int, int]]) -> int:
+    """Positions of the scoring half (odd windows, after the prefix) where the concept is silent."""
+    total = len(range(1, len(windows), 2)) * (windows.shape[1] - prefix)
+    return total - sum(1 for w, p in fired_at if w % 2 == 1 and p >= prefix)
+
+
 def _score_labels(
     pcd: PCD, windows, firings, selected: list[int], labels: dict[int, str], cfg: LabelConfig,
     *, negatives_avoid: dict[int, list[Firing]] | None = None, shuffled_control: bool = True,
@@ -173,6 +179,10 @@ def _score_labels(
         fired_at = {(f.window, f.position) for f in (negatives_avoid or firings)[concept]}
         for f in split_by_window(firings[concept], 1)[: cfg.score_positives]:
             cases.append((concept, f.window, f.position, f.value, True))
+        if free_negatives(windows, prefix, fired_at) < cfg.score_negatives:
+            # Rejection sampling below would never finish: the concept fires (nearly) everywhere.
+            raise ValueError(f"concept {concept} fires on all but {free_negatives(windows, prefix, fired_at)} scored "
+                             f"positions; it needs {cfg.score_negatives} silent ones as negatives")
         negatives = 0
         while negatives < cfg.score_negatives:
             w = rng.randrange(1, len(windows), 2)  # odd windows only: the scoring half

@@ -96,6 +96,16 @@ def test_rare_and_unlabelled_concepts_are_skipped_and_listed(pcd, tiny_model_dir
     assert nothing["n_concepts"] == 0 and nothing["difference"] is None and [s["id"] for s in nothing["skipped"]] == [0]
 
 
+def test_a_concept_that_fires_everywhere_is_skipped_not_looped_on(pcd, tiny_model_dir):
+    # An RL offset can push a concept into every token's top-k: no silent token is left as a negative.
+    everywhere = copy.deepcopy(pcd.encoder.W_enc)
+    with torch.no_grad():
+        everywhere.bias[2] = 1e4
+    result = concept_fidelity(pcd, {"before": everywhere, "after": everywhere}, [2, 3], LABELS, _cfg(tiny_model_dir))
+    assert [s["id"] for s in result["skipped"]] == [2] and "fires almost everywhere" in result["skipped"][0]["why"]
+    assert [row["id"] for row in result["per_concept"]] == [3]
+
+
 @pytest.mark.parametrize("field, value", [
     ("label_windows", 1), ("score_positives", 0), ("score_negatives", 0), ("batch_size", 0),
     ("bootstrap_resamples", 0), ("simulator_method", "guess"),
