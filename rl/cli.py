@@ -208,8 +208,9 @@ def _eval(args) -> int:
     from rl.eval_config import EvalConfig
     from rl.tables import eval_table
 
-    # nargs="+" also takes the key=value overrides: they are not paths.
-    runs = [p for p in args.runs if "=" not in str(p) or p.exists()]
+    # nargs="+" also takes the key=value overrides. Trial folders of a sweep have "=" in their names too,
+    # so anything with a "/" or that exists is a path.
+    runs = [p for p in args.runs if "=" not in str(p) or "/" in str(p) or p.exists()]
     overrides = [str(p) for p in args.runs if p not in runs] + args.overrides
     cfg = load_config(EvalConfig, args.config or DEFAULT_EVAL_CONFIG, overrides)
     out = args.out or (runs[0] / "eval" if len(runs) == 1 else Path("runs") / f"eval-{runs[0].name}")

@@ -54,6 +54,13 @@ def quickstart_section(out: Path, command: str) -> str:
     return "\n".join([f"`{command}`", "", f"Stages (inside `pcdrl quickstart`): {stages}.", "", eval_table(summary)])
 
 
+def _short(value: str) -> str:
+    try:
+        return f"{float(value):.3f}".rstrip("0").rstrip(".") if value else ""
+    except ValueError:
+        return value
+
+
 def sweep_section(out: Path, command: str) -> str:
     import csv
 
@@ -62,7 +69,7 @@ def sweep_section(out: Path, command: str) -> str:
     lines = [f"`{command}` ({len(rows)} trials)", "", "| trial | status | " + " | ".join(keys) + " | train s | front |",
              "|---|---|" + "---|" * (len(keys) + 2)]
     for row in rows:
-        lines.append(f"| {row['name']} | {row['status']} | " + " | ".join(row[k] for k in keys)
+        lines.append(f"| {row['name']} | {row['status']} | " + " | ".join(_short(row[k]) for k in keys)
                      + f" | {row['train_seconds']} | {'*' if row['pareto'] == '1' else ''} |")
     return "\n".join(lines)
 
