@@ -29,7 +29,7 @@ from pcd.autointerp import derangement
 from rl.eval_config import EvalConfig
 from rl.eval_runs import RunRef, check_comparable, find_run, load_policy_state
 from rl.eval_stats import bootstrap_mean, paired_difference, verdicts
-from rl.judge_eval import score_row
+from rl.judge_eval import random_concept_sets, score_row
 from simulators.config import JudgeConfig
 from simulators.judge import Judge
 from simulators.metrics import expected_accuracy
@@ -141,8 +141,7 @@ def concept_sets(runs: list[RunRef], items: list[dict], seed: int) -> ConceptSet
         if run is runs[0]:
             with policy.pretrained():
                 pretrained = policy.greedy(pooled).tolist()
-    k, ids = config.policy.k, sorted(labels)
-    drawn = [random.Random(f"{seed}:{it['id']}").sample(ids, k) for it in items]
+    drawn = random_concept_sets(items, labels, config.policy.k, seed)
     return ConceptSets(pretrained, rl_sets, drawn, labels, {"before": pcd.encoder.W_enc, "after": after}, pcd)
 
 

@@ -41,6 +41,12 @@ def select_items(items: list[dict], per_family: int, seed: int) -> list[dict]:
     return chosen
 
 
+def random_concept_sets(items: list[dict], labels: dict[int, str], k: int, seed: int) -> list[list[int]]:
+    """The `random` row: k labelled concepts per item, drawn by a seed and the item's id (stable under subsetting)."""
+    ids = sorted(labels)
+    return [random.Random(f"{seed}:{item['id']}").sample(ids, k) for item in items]
+
+
 def concept_explanations(items: list[dict], pcd_path: str, k: int, seed: int) -> dict[str, list[dict]]:
     """For the random and pretrained rows: the concept ids and labels shown for each item."""
     from pcd.concepts import greedy_concepts, labelled_concepts, pooled_inputs, read_item_activations
@@ -62,10 +68,8 @@ def concept_explanations(items: list[dict], pcd_path: str, k: int, seed: int) ->
     allowed = torch.zeros(logits.shape[1], dtype=torch.bool)
     allowed[list(labels)] = True
     greedy = greedy_concepts(logits, k, allowed).tolist()
-    ids = sorted(labels)
     out: dict[str, list[dict]] = {"pretrained": [], "random": []}
-    for item, top in zip(items, greedy):
-        drawn = random.Random(f"{seed}:{item['id']}").sample(ids, k)
+    for item, top, drawn in zip(items, greedy, random_concept_sets(items, labels, k, seed)):
         out["pretrained"].append({"concepts": top, "labels": [labels[c] for c in top]})
         out["random"].append({"concepts": drawn, "labels": [labels[c] for c in drawn]})
     return out
