@@ -153,10 +153,20 @@ def _label_maps(labels: dict[int, str], seed: int) -> dict[str, dict[int, str]]:
             "/paraphrased": {c: paraphrase_label(label) for c, label in labels.items()}}
 
 
+def _label_controls(cfg: EvalConfig) -> list[str]:
+    """The controls that rescore concept rows with other labels (shuffled_labels, paraphrased_labels)."""
+    return [c for c in cfg.controls if c.endswith("_labels")]
+
+
+def _row_suffix(control: str) -> str:
+    """A label control's rows are named after the row they rescore: pretrained/shuffled, rl/0/paraphrased."""
+    return "/" + control.removesuffix("_labels")
+
+
 def _shown(sets: ConceptSets, cfg: EvalConfig) -> dict[str, list[dict]]:
     """Every concept row's labels per item, keyed by row name (as rl.judge_eval.score_row reads them)."""
     maps = _label_maps(sets.labels, cfg.seed)
-    suffixes = [""] + [f"/{c.removesuffix('_labels')}" for c in cfg.controls if c.endswith("_labels")]
+    suffixes = [""] + [_row_suffix(c) for c in _label_controls(cfg)]
     sources = {"random": sets.random, "pretrained": sets.pretrained,
                **{f"rl/{r}": run_sets for r, run_sets in enumerate(sets.rl)}}
     shown = {}
@@ -170,7 +180,7 @@ def _row_names(cfg: EvalConfig, n_runs: int) -> dict[str, list[str]]:
     main = []
     for row in cfg.rows:
         main += [f"rl/{r}" for r in range(n_runs)] if row == "rl" else [row]
-    controls = [f"{base}/{c.removesuffix('_labels')}" for c in cfg.controls if c.endswith("_labels")
+    controls = [base + _row_suffix(c) for c in _label_controls(cfg)
                 for base in ["pretrained", *[f"rl/{r}" for r in range(n_runs)]]]
     return {"main": main, "controls": controls}
 
@@ -203,7 +213,7 @@ def summarize(items, answers, runs: list[RunRef], judges: list[JudgeConfig], cfg
         "judges": {j.name: {"model": j.backend.model, "role": "training" if j.name == training else "held-out"}
                    for j in judges},
         "rows": list(cfg.rows), "accuracy": {}, "ci95": {}, "gain": {},
-        "controls": {c: {} for c in cfg.controls if c.endswith("_labels")},
+        "controls": {c: {} for c in _label_controls(cfg)},
         "chance": round(sum(1 / len(it["options"]) for it in items) / len(items), 4),
     }
     for judge, rows in answers.items():
@@ -215,7 +225,7 @@ def summarize(items, answers, runs: list[RunRef], judges: list[JudgeConfig], cfg
             mean, ci = bootstrap_mean(paired_difference(matrices["rl"], matrices["pretrained"]), n, seed)
             summary["gain"][judge] = {"rl_minus_pretrained": mean, "ci95": ci}
         for control in summary["controls"]:
-            suffix = "/" + control.removesuffix("_labels")
+            suffix = _row_suffix(control)
             pre, rl = _matrix(items, rows, "pretrained" + suffix), _matrix(items, rows, "rl" + suffix)
             if pre is None or rl is None:
                 continue  # this judge does not score the label controls (control_judges)
