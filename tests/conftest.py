@@ -43,6 +43,13 @@ def tiny_model_dir(tmp_path_factory):
     return str(build_tiny_model_folder(tmp_path_factory.mktemp("tiny-llama")))
 
 
+@pytest.fixture(scope="session")
+def tiny_model_dir_64(tmp_path_factory):
+    """64 wide: bitsandbytes' AVX-512 4-bit CPU kernel packs weights in blocks of 64 input features, so the
+    32-wide tiny model fails there with a reshape error (its AVX2 path accepts any width)."""
+    return str(build_tiny_model_folder(tmp_path_factory.mktemp("tiny-llama-64"), hidden=64))
+
+
 @pytest.fixture
 def isolated_cache(tmp_path, monkeypatch):
     """A fresh $PCDRL_CACHE for tests that must not see (or pollute) the user's cache."""

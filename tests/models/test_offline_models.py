@@ -59,8 +59,8 @@ def test_int8_quantization_stays_close_to_fp32(tiny_model_dir):
 
 
 @pytest.mark.parametrize("mode", ["bnb8", "bnb4"])
-def test_bitsandbytes_quantization_loads_on_cpu(tiny_model_dir, mode):
-    quantized = load_model(tiny_model_dir, quantize=mode)
+def test_bitsandbytes_quantization_loads_on_cpu(tiny_model_dir_64, mode):
+    quantized = load_model(tiny_model_dir_64, quantize=mode)
     kinds = {type(m).__name__ for m in quantized.modules()}
     assert kinds & {"Linear8bitLt", "Linear4bit"}, kinds
     with torch.no_grad():
@@ -82,3 +82,36 @@ def test_gemma3_loads_from_its_wheel_and_its_blocks_can_be_read():
         hidden = model(input_ids=ids, output_hidden_states=True).hidden_states
     assert "Paris" in [tokenizer.decode(t).strip() for t in top5]
     torch.testing.assert_close(read_residual(model, ids, 8), hidden[9])
+
+
+def test_a_gguf_path_variable_that_names_no_file_says_which_variable(tmp_path, isolated_cache, monkeypatch):
+    from models.cache import gguf_path_variable
+
+    spec = fake_spec(tmp_path, package="no_such_pcdrl_wheel")
+    assert gguf_path_variable(spec) == "PCDRL_GGUF_FAKE_MODEL"
+    monkeypatch.setenv("PCDRL_GGUF_FAKE_MODEL", str(tmp_path / "absent.gguf"))
+    with pytest.raises(ModelNotAvailableError, match=r"absent\.gguf is missing; point \$PCDRL_GGUF_FAKE_MODEL"):
+        converted_folder(spec)
+
+
+def test_a_gguf_path_variable_is_held_to_the_wheels_hash(tmp_path, isolated_cache, monkeypatch):
+    spec = fake_spec(tmp_path, package="no_such_pcdrl_wheel")
+    monkeypatch.setenv("PCDRL_GGUF_FAKE_MODEL", str(tmp_path / "weights.gguf"))
+    with pytest.raises(ModelNotAvailableError, match=r"sha256 .* expected b179c952.*\$PCDRL_GGUF_FAKE_MODEL"):
+        converted_folder(spec)
+    assert not (isolated_cache / "models" / "fake-model").exists()
+
+
+@pytest.mark.real_model
+def test_smollm2_converts_from_a_gguf_path_without_its_wheel(tmp_path, isolated_cache, monkeypatch):
+    """A bare GPU machine has the GGUF file but not the wheel: the variable is enough."""
+    from models.registry import package_dir
+
+    real = OFFLINE_MODELS["smollm2-135m-instruct"]
+    gguf = real.locate_gguf(package_dir(real), tmp_path)
+    spec = dataclasses.replace(real, package="no_such_pcdrl_wheel")  # as if the wheel were not installed
+    monkeypatch.setenv("PCDRL_GGUF_SMOLLM2_135M_INSTRUCT", str(gguf))
+    folder = converted_folder(spec)
+    assert folder == isolated_cache / "models" / "smollm2-135m-instruct"
+    model = load_model(str(folder))
+    assert model.config.num_hidden_layers == 30 and all(p.dtype == torch.float32 for p in model.parameters())
