@@ -5,6 +5,7 @@ regenerating, and the dataset is written atomically at the end.
 """
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from dataclasses import replace
@@ -13,7 +14,7 @@ from pathlib import Path
 from behaviors.attributes import build_attribute_items
 from behaviors.audit import build_audit_items
 from behaviors.config import DataBuildConfig
-from behaviors.continuation import build_continuation_items
+from behaviors.continuation import build_continuation_items, option_overlap, own_source_share
 from behaviors.items import Item, answer_balance, assign_splits, check_item
 from configs.atomic import atomic_directory
 from configs.journal import Journal
@@ -86,6 +87,37 @@ def summarize(items: list[Item], dropped: dict[str, str], heldout_attributes: li
     }
 
 
+def continuation_summary(items: list[Item], cfg: DataBuildConfig) -> dict:
+    """How copyable the continuation options are, and where the distractors come from (see docs/data.md)."""
+    cont = [it for it in items if it.family == "continuation"]
+    if not cont:
+        return {}
+    overlap = option_overlap([(it.options, it.answer, it.text) for it in cont])
+    stats = {"items": len(cont), "true_option_shares_word_with_window": overlap["true_option"],
+             "distractor_shares_word_with_window": overlap["distractor"]}
+    if cfg.pcd:
+        stats.update(_label_overlap(cont, cfg))
+    sources = [json.loads(it.meta["option_sources"]) for it in cont]
+    return {"option_overlap": stats, "distractor_sources": {
+        "mode": cfg.continuation.distractors,
+        "items_with_all_distractors_from_own_source": own_source_share(sources, [it.answer for it in cont])}}
+
+
+def _label_overlap(cont: list[Item], cfg: DataBuildConfig) -> dict:
+    """Options against the labels of each item's pretrained greedy concepts, as judge-eval shows them."""
+    from pcd.concepts import labelled_concepts
+    from rl.judge_eval import concept_explanations
+
+    n_labelled = len(labelled_concepts(json.loads((Path(cfg.pcd) / "concepts.json").read_text())))
+    if n_labelled == 0:
+        return {"labels": f"skipped: {cfg.pcd} has no labelled concepts (run `pcdrl label`)"}
+    k = min(cfg.overlap_concepts, n_labelled)
+    shown = concept_explanations([it.record() for it in cont], cfg.pcd, k, cfg.seed)["pretrained"]
+    overlap = option_overlap([(it.options, it.answer, " ".join(s["labels"])) for it, s in zip(cont, shown)])
+    return {"true_option_shares_word_with_labels": overlap["true_option"],
+            "distractor_shares_word_with_labels": overlap["distractor"], "labels_per_item": k}
+
+
 def build_dataset(cfg: DataBuildConfig, out: str | Path) -> dict:
     from datasets import Dataset
 
@@ -110,7 +142,8 @@ def build_dataset(cfg: DataBuildConfig, out: str | Path) -> dict:
         raise ValueError("no items were built: enable a family (continuation, attributes) or give audit_files")
     with atomic_directory(out / "dataset") as tmp:
         Dataset.from_list([it.record() for it in items]).save_to_disk(str(tmp))
-    summary = {**summarize(items, dropped, cfg.split.heldout_attributes), "subject_model": cfg.subject_model, "layer": cfg.layer,
+    summary = {**summarize(items, dropped, cfg.split.heldout_attributes), **continuation_summary(items, cfg),
+               "subject_model": cfg.subject_model, "layer": cfg.layer,
                "wall_seconds": round(time.time() - start, 1), "dataset": str(out / "dataset")}
     run.write_summary(summary)
     run.close()

@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal, get_args
 
 from configs.loader import ConfigError
 from models.backends.base import BackendConfig
 from pcd.config import CorpusConfig
+
+Distractors = Literal["random", "same_source"]
 
 
 @dataclass
@@ -18,6 +21,10 @@ class ContinuationConfig:
     """Windows to turn into questions (before the split)."""
     n_options: int = 4
     """Options per question: S's continuation and n-1 continuations of other windows."""
+    distractors: Distractors = "random"
+    """Which windows' continuations are the wrong options, always from the item's split: `random` (any source;
+    a judge can win by recognising the source) or `same_source` (the nearest windows of the item's own source:
+    same built-in corpus or same file, closest in the text), the honest test of meaning."""
     continuation_tokens: int = 6
     """Tokens S writes greedily after the window; every option has exactly this many (EOS is suppressed)."""
     prefix_len: int = 8
@@ -34,6 +41,10 @@ class ContinuationConfig:
             raise ConfigError(f"continuation.n_options must be at least 2, got {self.n_options}")
         if self.continuation_tokens < 1:
             raise ConfigError(f"continuation.continuation_tokens must be positive, got {self.continuation_tokens}")
+        if self.distractors not in get_args(Distractors):
+            raise ConfigError(
+                f"continuation.distractors: {self.distractors!r} is not one of {list(get_args(Distractors))}"
+            )
 
 
 @dataclass
@@ -97,7 +108,11 @@ class DataBuildConfig:
     layer: int = 15
     """The layer the encoder reads (recorded in every item; it must match the PCD)."""
     pcd: str = ""
-    """Optional PCD checkpoint: if set, subject_model and layer must match its config.json."""
+    """Optional PCD checkpoint: if set, subject_model and layer must match its config.json, and the summary
+    reports how often continuation options share a word with the labels of each item's top concepts."""
+    overlap_concepts: int = 8
+    """With `pcd`: how many pretrained greedy concepts' labels per item the option overlap reads (as
+    judge-eval's n_concepts_shown)."""
     generation: BackendConfig = field(default_factory=lambda: BackendConfig(batch_size=16))
     """How S generates (kind hf | vllm | http). `generation.model` empty or default = subject_model."""
     continuation: ContinuationConfig = field(default_factory=ContinuationConfig)

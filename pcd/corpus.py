@@ -12,8 +12,10 @@ import importlib
 import importlib.util
 import inspect
 import json
+from bisect import bisect_right
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -24,6 +26,18 @@ class CorpusError(ValueError):
     """A corpus is missing, empty or too short for the requested windows."""
 
 
+@dataclass(frozen=True)
+class WindowOrigin:
+    """Where one window was cut from."""
+
+    source: str
+    """The built-in source's name, or for `corpus.path` the file the window starts in."""
+    document: int
+    """Index of the document (verse run, docstring, text row) the window starts in; -1 if unknown."""
+    offset: int
+    """Token offset of the window's first token in its source's token stream (nearby text = close offsets)."""
+
+
 @dataclass
 class Windows:
     """Token windows split into train and held-out sets. Each row is prefix+middle+suffix."""
@@ -31,6 +45,10 @@ class Windows:
     train: torch.Tensor
     heldout: torch.Tensor
     window: WindowConfig
+    train_origins: Optional[list[WindowOrigin]] = None
+    """One origin per train row, when build_windows was asked for them."""
+    heldout_origins: Optional[list[WindowOrigin]] = None
+    """One origin per held-out row, when build_windows was asked for them."""
 
     @property
     def s_input(self) -> slice:
@@ -107,9 +125,7 @@ def load_texts(config: CorpusConfig) -> dict[str, list[str]]:
     return {name: BUILTIN_SOURCES[name]() for name in config.sources}
 
 
-def _local_texts(path: Path, text_field: str) -> list[str]:
-    import datasets
-
+def _local_files(path: Path) -> tuple[list[Path], str]:
     if not path.exists():
         raise CorpusError(f"corpus.path: {path} does not exist")
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
@@ -117,6 +133,14 @@ def _local_texts(path: Path, text_field: str) -> list[str]:
     builder = {".txt": "text", ".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}.get(suffix)
     if builder is None:
         raise CorpusError(f"corpus.path: {path} is not .txt, .jsonl, .json, .parquet or .csv (or a folder of them)")
+    return files, builder
+
+
+def _local_texts(path: Path, text_field: str, files: Optional[list[Path]] = None) -> list[str]:
+    import datasets
+
+    all_files, builder = _local_files(path)
+    files = all_files if files is None else files
     dataset = datasets.load_dataset(builder, data_files=[str(f) for f in files], split="train")
     field = "text" if builder == "text" else text_field
     if field not in dataset.column_names:
@@ -124,6 +148,21 @@ def _local_texts(path: Path, text_field: str) -> list[str]:
             f"corpus.text_field: {path} has no column {field!r}; its columns are {dataset.column_names}"
         )
     return [t for t in dataset[field] if isinstance(t, str) and t.strip()]
+
+
+def _text_files(config: CorpusConfig, texts: list[str]) -> list[str]:
+    """The file each of `corpus.path`'s texts comes from (read file by file), or the path for all if unsure."""
+    path = Path(config.path)
+    files, _ = _local_files(path)
+    if len(files) == 1:
+        return [config.path] * len(texts)
+    names, rebuilt = [], []
+    for file in files:
+        part = _local_texts(path, config.text_field, files=[file])
+        rebuilt += part
+        names += [str(file)] * len(part)
+    # Reading files together may coerce column types differently; then the per-file view is not trusted.
+    return names if rebuilt == texts else [config.path] * len(texts)
 
 
 # --- windows ---------------------------------------------------------------------------------
@@ -135,12 +174,22 @@ def cut_windows(token_ids: list[int], length: int) -> torch.Tensor:
     return torch.tensor(token_ids[: n * length], dtype=torch.long).view(n, length)
 
 
-def build_windows(config: CorpusConfig, window: WindowConfig, tokenizer, seed: int = 0) -> Windows:
-    """Tokenize every source, cut windows, mix sources evenly, shuffle, and split off held-out windows."""
+def build_windows(config: CorpusConfig, window: WindowConfig, tokenizer, seed: int = 0,
+                  origins: bool = False) -> Windows:
+    """Tokenize every source, cut windows, mix sources evenly, shuffle, and split off held-out windows.
+
+    With ``origins``, each row also gets a WindowOrigin (source, document, token offset); the windows
+    themselves are the same either way.
+    """
     per_source = []
     for name, texts in load_texts(config).items():
         separator = tokenizer.eos_token or "\n\n"
-        stream = tokenizer(separator.join(texts), add_special_tokens=False)["input_ids"]
+        joined = separator.join(texts)
+        try:
+            encoded = tokenizer(joined, add_special_tokens=False, return_offsets_mapping=origins)
+        except NotImplementedError:  # a slow tokenizer has no offsets: documents are then unknown
+            encoded = tokenizer(joined, add_special_tokens=False)
+        stream = encoded["input_ids"]
         rows = cut_windows(stream, window.total)
         if len(rows) == 0:
             raise CorpusError(
@@ -149,12 +198,38 @@ def build_windows(config: CorpusConfig, window: WindowConfig, tokenizer, seed: i
                 "add text or shorten the window"
             )
         generator = torch.Generator().manual_seed(seed)
-        per_source.append(rows[torch.randperm(len(rows), generator=generator)])
+        order = torch.randperm(len(rows), generator=generator)
+        labels = _row_origins(name, config, texts, separator, encoded, window.total) if origins else None
+        per_source.append((rows, order, labels))
     quota = config.max_windows // len(per_source)
-    mixed = torch.cat([rows[:quota] for rows in per_source])
+    mixed = torch.cat([rows[order][:quota] for rows, order, _ in per_source])
     generator = torch.Generator().manual_seed(seed + 1)
-    mixed = mixed[torch.randperm(len(mixed), generator=generator)]
+    shuffle = torch.randperm(len(mixed), generator=generator)
+    mixed = mixed[shuffle]
     n_heldout = max(1, int(round(len(mixed) * config.heldout_fraction)))
     if len(mixed) - n_heldout < 1:
         raise CorpusError(f"corpus yields only {len(mixed)} windows; need at least 2 (one to train, one held out)")
-    return Windows(train=mixed[n_heldout:], heldout=mixed[:n_heldout], window=window)
+    found = Windows(train=mixed[n_heldout:], heldout=mixed[:n_heldout], window=window)
+    if origins:
+        picked = [labels[i] for _, order, labels in per_source for i in order[:quota].tolist()]
+        picked = [picked[i] for i in shuffle.tolist()]
+        found.train_origins, found.heldout_origins = picked[n_heldout:], picked[:n_heldout]
+    return found
+
+
+def _row_origins(name: str, config: CorpusConfig, texts: list[str], separator: str, encoded,
+                 length: int) -> list[WindowOrigin]:
+    """The origin of every window cut from one source's stream (row r starts at token r * length)."""
+    n_rows = len(encoded["input_ids"]) // length
+    spans = encoded.get("offset_mapping")
+    starts, position = [], 0
+    for text in texts:  # character where each document starts in the joined text
+        starts.append(position)
+        position += len(text) + len(separator)
+    files = _text_files(config, texts) if config.path is not None else [name] * len(texts)
+    out = []
+    for r in range(n_rows):
+        document = bisect_right(starts, spans[r * length][0]) - 1 if spans else -1
+        out.append(WindowOrigin(source=files[document] if document >= 0 else name, document=document,
+                                offset=r * length))
+    return out

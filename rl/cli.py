@@ -183,7 +183,8 @@ def _data_build(args) -> int:
     out = args.out or Path("runs") / f"data-{args.config.stem}"
     summary = build_dataset(cfg, out)
     print(json.dumps({k: summary[k] for k in ("n_items", "splits", "counts", "always_no_accuracy",
-                                              "dropped_attributes", "wall_seconds")}, indent=2))
+                                              "dropped_attributes", "option_overlap", "distractor_sources",
+                                              "wall_seconds") if k in summary}, indent=2))
     print(f"dataset: {out / 'dataset'} (full summary: {out / 'summary.json'})", file=sys.stderr)
     return 0
 
