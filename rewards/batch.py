@@ -1,7 +1,9 @@
 """What a reward term may read: one row per sampled explanation.
 
 Terms are pure functions of this batch; the trainer fills in what the active terms need (the
-judge's answers always; activations for `fidelity`; the decoder's loss for `grounding`).
+judge's answers always; activations for `fidelity`; the decoder's loss for `grounding`). When
+every active term reads only the true option's score, the judge scores only that option and
+`judge_probs` is None (a softmax needs every option).
 """
 from __future__ import annotations
 
@@ -12,8 +14,8 @@ import torch
 
 @dataclass
 class RewardBatch:
-    judge_probs: list[list[float]]
-    """Per row, the judge's probability for each option."""
+    judge_probs: list[list[float]] | None
+    """Per row, the judge's probability for each option; None when the judge scored only the true options."""
     answers: list[int]
     """Per row, the index of S's true option."""
     concepts: list[list[int]]
@@ -24,6 +26,10 @@ class RewardBatch:
     """How many concepts count as "really active" for `fidelity` (the PCD's k)."""
     grounding_loss: torch.Tensor | None = None
     """[N] the PCD decoder's loss on S's actual output given only the chosen concepts (for `grounding`)."""
+    judge_true_scores: list[float] | None = None
+    """Per row, the judge's calibrated score of the true option (JudgeAnswers.scores[row][answer])."""
+    judge_calibration: str = "pmi"
+    """How `judge_true_scores` were calibrated: `pmi` (minus the no-explanation score) or `none` (raw)."""
 
     def __len__(self) -> int:
         return len(self.answers)

@@ -2,7 +2,8 @@
 
 A name is a built-in term (`rewards/terms.py`) or a user plugin written `module:function`; the
 function takes a `RewardBatch` and returns one number per row. Each term's mean and standard
-deviation is reported, so every step can log them beside the weighted total.
+deviation is reported, so every step can log them beside the weighted total. A plugin may declare
+what it reads with `rewards.terms.reads`; one that does not is assumed to read everything.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Callable
 import torch
 
 from rewards.batch import RewardBatch
-from rewards.terms import BUILTIN
+from rewards.terms import BUILTIN, term_reads
 
 RewardFn = Callable[[RewardBatch], torch.Tensor]
 
@@ -48,6 +49,12 @@ def check_weights(weights: dict[str, float]) -> dict[str, RewardFn]:
             "e.g. rewards: {judge_correct: 1.0}"
         )
     return {name: resolve(name) for name in weights}
+
+
+def needs_every_option(functions: dict[str, RewardFn]) -> bool:
+    """Whether any listed term (weighted zero or not: every term is computed and logged) reads the judge's
+    probabilities, which need every option scored. When none does, the judge scores only the true options."""
+    return any("judge_probs" in term_reads(f) for f in functions.values())
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """One rollout: G concept sets per item, rendered as labels, answered by the judge, turned into rewards.
 
 The encoder never sees the question: the policy reads only the pooled activation, and the
-question enters only at the judge.
+question enters only at the judge. When no reward term reads the judge's probabilities (say
+judge_true_pmi with sparsity), the judge scores only each row's true option.
 """
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from dataclasses import dataclass
 
 import torch
 
-from rewards import CombinedReward, RewardBatch, combine
+from rewards import CombinedReward, RewardBatch, check_weights, combine
+from rewards.registry import needs_every_option
 from rl.policy import ConceptSetPolicy
 from rl.sampling import gumbel_top_k, plackett_luce_step_logprobs
 from rl.timing import Stopwatch
@@ -47,14 +49,18 @@ def rollout(policy: ConceptSetPolicy, pooled: torch.Tensor, items: list[dict], l
         ref = plackett_luce_step_logprobs(reference_logits, chosen, policy.config.temperature)
     sampled_items = [items[r] for r in rows.tolist()]
     explanations = [Explanation(labels=tuple(labels[c] for c in row)) for row in chosen.tolist()]
+    reward_functions = reward_functions or check_weights(weights)
+    truth = [it["answer"] for it in sampled_items]
+    every_option = needs_every_option(reward_functions)
     with watch("judge"):
         answers = judge.answer([it["question"] for it in sampled_items], [it["options"] for it in sampled_items],
-                               explanations)
+                               explanations, only=None if every_option else truth)
     with watch("reward"):
         batch = RewardBatch(
-            judge_probs=answers.probs, answers=[it["answer"] for it in sampled_items], concepts=chosen.tolist(),
+            judge_probs=answers.probs if every_option else None, answers=truth, concepts=chosen.tolist(),
             concept_logits=reference_logits.masked_fill(~torch.isfinite(reference_logits), -1e9),
             top_k_active=top_k_active, grounding_loss=grounding(rows, chosen) if grounding is not None else None,
+            judge_true_scores=[s[a] for s, a in zip(answers.scores, truth)], judge_calibration=judge.cfg.calibration,
         )
         reward = combine(weights, batch, reward_functions)
     return Rollout(rows, chosen, old, ref, answers, reward)

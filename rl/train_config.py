@@ -150,6 +150,11 @@ class RLTrainConfig:
             check_weights(self.rewards)
         except RewardConfigError as err:
             raise ConfigError(f"rewards: {err}") from None
+        if "judge_true_pmi" in self.rewards and self.judge.calibration != "pmi":
+            raise ConfigError(
+                "rewards.judge_true_pmi needs judge.calibration=pmi: with calibration "
+                f"{self.judge.calibration} the judge's scores are raw log-likelihoods, and there is no "
+                "no-explanation baseline to subtract (set judge.calibration=pmi, or use judge_logprob)")
         from configs.reporting import ReportConfigError, check_report_to
 
         try:

@@ -1,6 +1,7 @@
 """Judge speed and agreement: our calibrated, batched option scoring against generate-then-parse.
 
     OMP_NUM_THREADS=1 python scripts/bench_judge.py --data runs/quickstart/data [--items 256]
+    OMP_NUM_THREADS=1 python scripts/bench_judge.py --speed [--threads 1,2]   # explanations/s per scoring path
 
 Both judges read the same items with the same explanation (the oracle: S's actual output, so
 accuracy means something) through the same loaded model. The baseline is an LLM-judge reward as
@@ -31,6 +32,7 @@ from simulators.metrics import expected_accuracy  # noqa: E402
 from simulators.render import Explanation, render_explanation  # noqa: E402
 
 LETTERS = "ABCDEFGH"
+BASELINE_REV = "af5e051"  # the last commit before sorted batches, cache views and true-only scoring
 
 
 def pick_items(data: str, n: int, seed: int = 0) -> list[dict]:
@@ -83,6 +85,147 @@ def generate_then_parse(judge: Judge, items: list[dict], max_new_tokens: int,
     return choices, time.perf_counter() - start, replies
 
 
+# ----------------------------------------------------------------- --speed: scoring paths on RL-like prompts
+WORDS = ("of and the to in is that for it with as was on be at by this had not are but from or have an they which one "
+         "you were her all she there would their we him been has when who will more no if out so said what up its "
+         "about into than them can only other new some could time these two may then do first any my now such like "
+         "our over man me even most made after also did many before must through back years where much your way "
+         "well down should because each just those people how too little state good very make world still own see "
+         "men work long get here between both life being under never day same another know while last might us "
+         "great old year off come since against go came right used take three God Lord And The import return def "
+         "self").split()
+
+
+def rl_like_rollout(n_items: int, group: int, k: int = 8, seed: int = 0):
+    """What one GRPO step sends the judge (configs/rl/grpo_concepts.yaml: k=8 labels, G samples per item), built
+    without a quickstart run: labels shaped like the quickstart's (`the words "of", "and", "And"`), the
+    continuation question, 4 options of ~6 tokens, each item's G samples with their own 8 labels."""
+    rng = random.Random(seed)
+    pool = ["the words " + ", ".join(f'"{w}"' for w in rng.sample(WORDS, rng.choice([1, 2, 3, 3, 4])))
+            for _ in range(200)]
+    questions, options, truth, explanations = [], [], [], []
+    for _ in range(n_items):
+        opts = [" ".join(rng.sample(WORDS, rng.choice([4, 5, 6]))) for _ in range(4)]
+        answer = rng.randrange(4)
+        for _ in range(group):
+            questions.append("Which text will the model write next?")
+            options.append(opts)
+            truth.append(answer)
+            explanations.append(Explanation(labels=tuple(rng.sample(pool, k))))
+    return questions, options, truth, explanations
+
+
+def backend_at(rev: str):
+    """The HFBackend class of models/backends/hf.py at a git revision ("today's" scoring, for comparison)."""
+    import subprocess
+    import types
+
+    root = Path(__file__).resolve().parents[1]
+    source = subprocess.run(["git", "show", f"{rev}:models/backends/hf.py"], cwd=root, capture_output=True,
+                            text=True, check=True).stdout
+    module = types.ModuleType(f"hf_at_{rev}")
+    exec(compile(source, f"{rev}:models/backends/hf.py", "exec"), module.__dict__)
+    return module.HFBackend
+
+
+def load() -> str:
+    return os.getloadavg().__repr__() if hasattr(os, "getloadavg") else "?"
+
+
+def run_speed(args) -> None:
+    from models.backends.hf import HFBackend
+    from models.loading import load_model, load_tokenizer
+
+    tokenizer = load_tokenizer(args.model)
+    models = {"none": load_model(args.model), "int8": load_model(args.model, "int8")}
+    Today = backend_at(args.baseline_rev)
+
+    def judge(quantize="none", batch=args.batch_size, backend_class=HFBackend) -> Judge:
+        cfg = JudgeConfig(name="bench", backend=BackendConfig(model=args.model, batch_size=batch, quantize=quantize))
+        return Judge(cfg, backend=backend_class(cfg.backend, model=models[quantize], tokenizer=tokenizer))
+
+    n_items = max(1, args.explanations // 4)
+    questions, options, truth, explanations = rl_like_rollout(n_items, 4)
+    variants = [  # (name, judge, true option only)
+        (f"every option, hf backend at {args.baseline_rev} (before)", judge(backend_class=Today), False),
+        ("every option (sorted batches, cache views)", judge(), False),
+        ("true option only", judge(), True),
+        ("true option only, batch 16", judge(batch=16), True),
+        ("every option, int8 (dynamic, all linears)", judge("int8"), False),
+        ("true option only, int8 (dynamic, all linears)", judge("int8"), True),
+    ]
+    for _, j, _ in variants:  # the calibration prompts are cached for a judge's lifetime: out of the timing
+        j.answer(questions, options, [None] * len(questions))
+    threads = [int(t) for t in args.threads.split(",")]
+    load_before = load()
+    rows = []
+    for name, j, true_only in variants:
+        per_thread = []
+        for t in threads:
+            torch.set_num_threads(t)
+            best = float("inf")
+            for _ in range(args.repeats):
+                start = time.perf_counter()
+                j.answer(questions, options, explanations, only=truth if true_only else None)
+                best = min(best, time.perf_counter() - start)
+            per_thread.append(len(questions) / best / t)
+        rows.append((name, per_thread))
+        print(name, [f"{x:.2f}" for x in per_thread], flush=True)
+    torch.set_num_threads(threads[0])
+    load_after = load()
+    # Same answers? fp32 paths against the "before" backend; int8 against fp32 on more items.
+    before, full, only = (variants[i][1].answer(questions, options, explanations, only=truth if i == 2 else None)
+                          for i in range(3))
+    gap = max(abs(a - b) for r, s in zip(before.scores, full.scores) for a, b in zip(r, s))
+    bitwise = all(o[a] == f[a] for o, f, a in zip(only.scores, full.scores, truth))
+    agreement = int8_agreement(args, variants, models)
+    base = rows[0][1]
+    lines = [
+        f"`OMP_NUM_THREADS=1 python scripts/bench_judge.py --speed --explanations {args.explanations} "
+        f"--agreement-items {args.agreement_items} --repeats {args.repeats} --threads {args.threads}` (judge {args.model}, batch {args.batch_size}; {machine()}; load average "
+        f"{load_before} before, {load_after} after: a shared machine)",
+        "",
+        f"One RL-like step: {len(questions)} explanations ({n_items} items × 4 samples), 8 labels each like "
+        "`the words \"of\", \"and\"`, the continuation question, 4 options of 4-6 words; calibration prompts "
+        f"cached beforehand (as in training). Best of {args.repeats} timed calls.",
+        "",
+        "| scoring path | " + " | ".join(f"explanations/s per core, {t} thread(s)" for t in threads)
+        + " | speed-up (1st column) |",
+        "|---|" + "---|" * len(threads) + "---|",
+        *[f"| {name} | " + " | ".join(f"{x:.2f}" for x in per) + f" | {per[0] / base[0]:.2f}× |" for name, per in rows],
+        "",
+        f"Same answers: the new full scoring against the {args.baseline_rev} backend, largest |score gap| "
+        f"{gap:.1e} nats; true-only scores equal the full scoring's true-option scores bit for bit: {bitwise}.",
+        "",
+        agreement,
+    ]
+    print("\n".join(lines))
+    if not args.no_doc:
+        update_section("bench_judge_speed", "## Judge scoring paths (scripts/bench_judge.py --speed)\n\n"
+                       + "\n".join(lines))
+
+
+def int8_agreement(args, variants, models) -> str:
+    """argmax agreement and mean |PMI gap| of each int8 judge with the fp32 one, every option scored."""
+    questions, options, truth, explanations = rl_like_rollout(args.agreement_items, 1, seed=1)
+    fp32 = variants[1][1].answer(questions, options, explanations)
+    out = [f"int8 against fp32 on {len(questions)} items (every option, PMI):", "",
+           "| judge | argmax agreement with fp32 | mean abs(PMI gap), nats | accuracy (fp32: "
+           f"{sum(max(range(4), key=s.__getitem__) == t for s, t in zip(fp32.scores, truth)) / len(truth):.3f}) |",
+           "|---|---|---|---|"]
+    for name, j, true_only in variants:
+        if true_only or j.cfg.backend.quantize == "none":
+            continue
+        got = j.answer(questions, options, explanations)
+        picks = [(max(range(4), key=a.__getitem__), max(range(4), key=b.__getitem__))
+                 for a, b in zip(got.scores, fp32.scores)]
+        gap = sum(abs(x - y) for a, b in zip(got.scores, fp32.scores) for x, y in zip(a, b)) / (4 * len(truth))
+        accuracy = sum(p == t for (p, _), t in zip(picks, truth)) / len(truth)
+        out.append(f"| {j.cfg.backend.quantize} | {sum(p == q for p, q in picks) / len(picks):.3f} | {gap:.3f} | "
+                   f"{accuracy:.3f} |")
+    return "\n".join(out)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="runs/quickstart/data")
@@ -93,7 +236,18 @@ def main() -> None:
     parser.add_argument("--baseline-batch-sizes", default="8,1",
                         help="generate-then-parse batch sizes (1 is a transformers pipeline's default)")
     parser.add_argument("--no-doc", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    parser.add_argument("--speed", action="store_true",
+                        help="explanations/s of each scoring path on RL-like prompts (see run_speed)")
+    parser.add_argument("--explanations", type=int, default=64, help="--speed: explanations per timed call")
+    parser.add_argument("--threads", default="1", help="--speed: torch thread counts to time, e.g. 1,2")
+    parser.add_argument("--repeats", type=int, default=2, help="--speed: timed calls per row (the best is kept)")
+    parser.add_argument("--agreement-items", type=int, default=64, help="--speed: items for int8 vs fp32 agreement")
+    parser.add_argument("--baseline-rev", default=BASELINE_REV,
+                        help="--speed: git revision whose models/backends/hf.py is 'today' (before the faster path)")
     args = parser.parse_args()
+    if args.speed:
+        run_speed(args)
+        return
     torch.set_num_threads(1)
     items = pick_items(args.data, args.items)
     judge = Judge(JudgeConfig(name="bench", backend=BackendConfig(model=args.model, batch_size=args.batch_size)))

@@ -75,3 +75,95 @@ def test_shared_stem_scores_match_unbatched_forwards(tiny_model_dir):
     want = unbatched(backend, prefixes, options)
     for g, w in zip(got, want):
         assert g == pytest.approx(w, abs=1e-4)
+
+
+class TodayHF:
+    """The scoring as it was before prefixes were sorted by length and option tails were batched by length on a
+    view of the prefix cache (not a deep copy): the reference the faster path must match. It drives the
+    backend's own `_run_prefixes`, which did not change."""
+
+    def __init__(self, backend):
+        self.backend = backend
+
+    @torch.no_grad()
+    def score_options(self, prefixes, options):
+        import copy
+        from collections import defaultdict
+
+        b = self.backend
+        by_prefix = defaultdict(list)
+        for row, (prefix, opts) in enumerate(zip(prefixes, options)):
+            for col, option in enumerate(opts):
+                by_prefix[prefix].append((row, col, b.option_ids(option)))
+        results = [[0.0] * len(opts) for opts in options]
+        unique = list(by_prefix)
+        for start in range(0, len(unique), b.config.batch_size):
+            chunk = unique[start : start + b.config.batch_size]
+            out, mask = b._run_prefixes([b.prompt_ids(p) for p in chunk])
+            first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
+            longer = []
+            for i, prefix in enumerate(chunk):
+                for row, col, oids in by_prefix[prefix]:
+                    results[row][col] = float(first[i, oids[0]])
+                    if len(oids) > 1:
+                        longer.append((i, row, col, oids))
+            step = 4 * b.config.batch_size
+            for s in range(0, len(longer), step):
+                requests = longer[s : s + step]
+                select = torch.tensor([i for i, *_ in requests])
+                cache = copy.deepcopy(out.cache if hasattr(out, "cache") else out.past_key_values)
+                cache.batch_select_indices(select)
+                width = max(len(o) - 1 for *_, o in requests)
+                ids, targets = torch.zeros(len(requests), width, dtype=torch.long), torch.zeros(len(requests), width, dtype=torch.long)
+                tail = torch.zeros(len(requests), width, dtype=torch.long)
+                for r, (*_, o) in enumerate(requests):
+                    ids[r, : len(o) - 1], targets[r, : len(o) - 1], tail[r, : len(o) - 1] = torch.tensor(o[:-1]), torch.tensor(o[1:]), 1
+                past = mask[select]
+                logits = b.model(input_ids=ids, attention_mask=torch.cat([past, tail], 1),
+                                 position_ids=past.sum(-1, keepdim=True) + torch.arange(width), use_cache=True,
+                                 **{b._cache_kw: cache}).logits.float()
+                totals = (torch.log_softmax(logits, -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1) * tail).sum(-1)
+                for r, (_, row, col, _) in enumerate(requests):
+                    results[row][col] += float(totals[r])
+        return results
+
+
+def max_gap(a, b):
+    return max(abs(x - y) for r, s in zip(a, b) for x, y in zip(r, s))
+
+
+# nats. Unpadded tails attend over fewer keys than today's padded ones, which moves a score by ~1e-6..1.5e-5 nats on
+# SmolLM2 (today's own scores move by up to 2.6e-5 between batch sizes 4 and 8).
+TOLERANCE = 1e-5
+
+
+def test_faster_scoring_equals_todays_and_keeps_the_callers_order(tiny_model_dir):
+    # Four distinct prefixes (one repeats) in batches of two, so no prefix is alone in a batch in either order.
+    stem = "You are a careful reader of notes. "
+    prefixes = [stem + "a much longer prefix than the others", stem + "x", "no stem here", stem + "mid length",
+                stem + "x"]
+    options = [[" a", " bcd", " efghij"], [" e"], [" fg", " h", " ijk"], [" lmn", " o"], [" p", " qr"]]
+    backend = make_backend(BackendConfig(model=tiny_model_dir, batch_size=2))
+    got = backend.score_options(prefixes, options)
+    assert max_gap(got, TodayHF(backend).score_options(prefixes, options)) <= TOLERANCE
+    # Sorting by length must map results back: each prefix scored alone gives its own row.
+    for prefix, opts, row in zip(prefixes, options, got):
+        assert backend.score_options([prefix], [opts])[0] == pytest.approx(row, abs=TOLERANCE)
+
+
+@pytest.mark.real_model
+def test_real_smollm2_faster_scoring_equals_todays():
+    backend = make_backend(BackendConfig(model="smollm2-135m-instruct", batch_size=2))
+    persona = "You are reading a short note about what an AI model is thinking, just before it writes.\n\n"
+    labels = ['the words "of", "and", "And"', 'the words "the", "a"', 'the words "God", "Lord", "said", "unto"']
+    prefixes = [persona + "The model is thinking about:\n" + "\n".join(f"{i}) {l}" for i, l in enumerate(labels[:n], 1))
+                + "\n\nQuestion: Which text will the model write next?\nAnswer:" for n in (0, 1, 2, 3)]
+    options = [[" And God said unto Moses", " import numpy as np", " the seventh day", " Yes"]] * 4
+    # Given shortest first, both paths batch the same prefixes together.
+    assert max_gap(backend.score_options(prefixes, options), TodayHF(backend).score_options(prefixes, options)) <= TOLERANCE
+    # In another order today's batches differ, and today's own scores move with a prefix's neighbours (its batch's
+    # shared stem is split elsewhere): 2.9e-5 nats here. Sorting must still give every row its own scores.
+    shuffled = [prefixes[i] for i in (3, 0, 2, 1)]
+    got = backend.score_options(shuffled, options)
+    assert max_gap(got, TodayHF(backend).score_options(shuffled, options)) <= 1e-4
+    assert max_gap([got[1], got[3], got[2], got[0]], backend.score_options(prefixes, options)) == 0.0
