@@ -48,11 +48,15 @@ def split_at(tokenizer, window_ids: torch.Tensor, position: int) -> tuple[str, s
     return tokenizer.decode(window_ids[:position]), tokenizer.decode(window_ids[position : position + 1])
 
 
-def token_statistics_label(tokenizer, windows: torch.Tensor, firings: list[Firing], top: int = 3) -> str:
-    """The fast fallback label: the tokens a concept fires on most, by activation-weighted count."""
+def top_firing_tokens(tokenizer, windows: torch.Tensor, firings: list[Firing], top: int = 3) -> list[str]:
+    """The tokens a concept fires on most, by activation-weighted count, as stripped text."""
     weights: dict[str, float] = {}
     for f in firings:
         text = tokenizer.decode(windows[f.window, f.position : f.position + 1]).strip() or "<space>"
         weights[text] = weights.get(text, 0.0) + max(f.value, 0.0) + 1e-6
-    ranked = sorted(weights, key=lambda t: (-weights[t], t))[:top]
-    return "the words " + ", ".join(f'"{t}"' for t in ranked)
+    return sorted(weights, key=lambda t: (-weights[t], t))[:top]
+
+
+def token_statistics_label(tokenizer, windows: torch.Tensor, firings: list[Firing], top: int = 3) -> str:
+    """The fast fallback label (input side): the tokens a concept fires on most."""
+    return "the words " + ", ".join(f'"{t}"' for t in top_firing_tokens(tokenizer, windows, firings, top))

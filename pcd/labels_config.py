@@ -5,14 +5,32 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from configs.loader import ConfigError
+from pcd.output_labels import KINDS
 
 
 @dataclass
 class LabelConfig:
-    """How concepts are labelled and how the labels are scored."""
+    """How concepts are labelled and how the labels are scored.
+
+    ``kind`` picks what a label says (docs/labels.md), e.g. for a concept that fires on "of" and "and"
+    after which S writes "the" or "a":
+
+        input    the words "of", "and", "And"      (LM labeller: the explainer's text)
+        output   then "the", "a", "his"
+        both     on "of", "and"; then "the", "a"   (LM labeller: <explainer's text>; then "the", "a")
+    """
 
     labeller: Literal["tokens", "lm"] = "lm"
     """`lm`: an explainer LM writes each label from top examples; `tokens`: token statistics (fast)."""
+    kind: str = "both"
+    """What a label says: `input` (where the concept fires), `output` (what S predicts next where it fires)
+    or `both`. Applies to scored and `label_all` labels alike; concepts.json keeps both sides either way."""
+    words: int = 3
+    """Tokens an `input` or `output` label lists."""
+    both_words: int = 2
+    """Tokens per side in a `both` label: two keep it about 14 SmolLM2 tokens, the size of a 3-word input label."""
+    output_min_p: float = 0.05
+    """An output token needs at least this mean probability where the concept fires (floors rare-token lift)."""
     explainer_model: str = "smollm2-135m-instruct"
     """Any models/ name; used when labeller is `lm`."""
     simulator_model: str = "smollm2-135m-instruct"
@@ -44,7 +62,12 @@ class LabelConfig:
     """torch threads; 0 keeps torch's default."""
 
     def __post_init__(self) -> None:
-        for name in ("max_concepts", "min_examples", "explain_examples", "score_positives", "score_negatives", "batch_size"):
+        if self.kind not in KINDS:
+            raise ConfigError(f"kind: {self.kind!r} must be one of {', '.join(KINDS)}")
+        if not 0.0 <= self.output_min_p <= 1.0:
+            raise ConfigError(f"output_min_p: must be a probability in [0, 1], got {self.output_min_p}")
+        for name in ("max_concepts", "min_examples", "explain_examples", "score_positives", "score_negatives",
+                     "batch_size", "words", "both_words"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}: must be >= 1, got {getattr(self, name)}")
         if self.min_examples < self.score_positives:
