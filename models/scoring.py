@@ -60,25 +60,44 @@ def generate_greedy(model, tokenizer, prompts: list[str], max_new_tokens: int = 
     return outputs
 
 
-@torch.no_grad()
 def continuation_logprobs(model, tokenizer, prompts: list[str], continuations: list[str], batch_size: int = 16) -> torch.Tensor:
     """Sum of log p(continuation tokens | prompt) for each (prompt, continuation) pair -> [N].
 
     Prompt and continuation are tokenized separately and joined, so the continuation's tokens
     are the same whatever prompt precedes them.
     """
-    if len(prompts) != len(continuations):
-        raise ValueError(f"{len(prompts)} prompts but {len(continuations)} continuations")
+    return continuation_and_next_logprobs(model, tokenizer, prompts, continuations, None, batch_size)[0]
+
+
+@torch.no_grad()
+def continuation_and_next_logprobs(
+    model, tokenizer, prompts: list[str], continuations: list[str], nexts: list[str] | None, batch_size: int = 16
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """log p(continuation | prompt) and, with ``nexts``, log p(next | prompt, continuation) per row -> ([N], [N]).
+
+    Both come from one pass. The second reads the logits that pass already computes at each
+    continuation's last token (an extra token per row would lengthen the batch and change float
+    rounding), so it scores the first token of ``next`` only: for S's next token scored by a
+    simulator of S's own tokenizer family, that is the whole token.
+    """
+    if len(prompts) != len(continuations) or (nexts is not None and len(nexts) != len(prompts)):
+        raise ValueError(f"{len(prompts)} prompts, {len(continuations)} continuations"
+                         + (f" and {len(nexts)} next tokens" if nexts is not None else ""))
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    scores = []
+    scores, next_scores = [], []
     for start in range(0, len(prompts), batch_size):
-        pairs = []
-        for prompt, cont in zip(prompts[start : start + batch_size], continuations[start : start + batch_size]):
-            p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-            c_ids = tokenizer(cont, add_special_tokens=False)["input_ids"]
+        pairs, next_ids = [], []
+        for row in range(start, min(start + batch_size, len(prompts))):
+            p_ids = tokenizer(prompts[row], add_special_tokens=False)["input_ids"]
+            c_ids = tokenizer(continuations[row], add_special_tokens=False)["input_ids"]
             if not c_ids:
-                raise ValueError(f"continuation {cont!r} is empty after tokenization")
+                raise ValueError(f"continuation {continuations[row]!r} is empty after tokenization")
+            if nexts is not None:
+                n_ids = tokenizer(nexts[row], add_special_tokens=False)["input_ids"]
+                if not n_ids:
+                    raise ValueError(f"next token {nexts[row]!r} is empty after tokenization")
+                next_ids.append(n_ids[0])
             pairs.append((p_ids, c_ids))
         width = max(len(p) + len(c) for p, c in pairs)
         ids = torch.full((len(pairs), width), pad, dtype=torch.long)
@@ -91,4 +110,10 @@ def continuation_logprobs(model, tokenizer, prompts: list[str], continuations: l
         logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False).logits.float().cpu()
         token_logprobs = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
         scores.append((token_logprobs * target[:, 1:]).sum(1))
-    return torch.cat(scores) if scores else torch.empty(0)
+        if nexts is not None:
+            last = torch.tensor([len(p) + len(c) - 1 for p, c in pairs])
+            at_end = torch.log_softmax(logits[torch.arange(len(pairs)), last], dim=-1)
+            next_scores.append(at_end.gather(-1, torch.tensor(next_ids).unsqueeze(-1)).squeeze(-1))
+    if not scores:
+        return torch.empty(0), (torch.empty(0) if nexts is not None else None)
+    return torch.cat(scores), (torch.cat(next_scores) if nexts is not None else None)

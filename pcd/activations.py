@@ -37,7 +37,7 @@ def check_layer(model: nn.Module, layer: int) -> None:
 
 
 @contextlib.contextmanager
-def _base_weights(model: nn.Module) -> Iterator[None]:
+def base_weights(model: nn.Module) -> Iterator[None]:
     # S is read without any adapter: a PCD's decoder shares S's weights and carries LoRA.
     if hasattr(model, "disable_adapter"):
         with model.disable_adapter():
@@ -69,7 +69,7 @@ def read_residual(
 
     handle = block.register_forward_hook(hook)
     try:
-        with _base_weights(model):
+        with base_weights(model):
             model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
     except _StopForward:
         pass

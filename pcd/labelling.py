@@ -22,9 +22,9 @@ from configs.loader import from_dict
 from configs.progress import progress_bar
 from configs.rundir import RunDir
 from models import load_model, load_tokenizer
-from models.scoring import continuation_logprobs, generate_greedy, next_token_logprobs
+from models.scoring import continuation_and_next_logprobs, continuation_logprobs, generate_greedy, next_token_logprobs
 from pcd.autointerp import (
-    NO_LABEL, continuation_and_next_logprobs, derangement, likelihood_prompt, simulator_prompt,
+    NO_LABEL, derangement, likelihood_prompt, simulator_prompt,
 )
 from pcd.checkpoint import write_concepts
 from pcd.config import CorpusConfig, WindowConfig

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 
 # A private helper of pcd/activations.py: the one place that knows how to switch the decoder's LoRA off.
-from pcd.activations import _base_weights
+from pcd.activations import base_weights
 from pcd.examples import Firing
 from pcd.model import PCD
 from pcd.output_labels import OutputToken, lift_tokens, sparse_mean
@@ -56,7 +56,7 @@ def subject_next_tokens(pcd: PCD, windows: torch.Tensor, prefix: int, batch_size
     ids, probs, base_sum, base_count = [], [], None, 0
     for start in range(0, len(windows), batch_size):
         batch = windows[start : start + batch_size].to(pcd.device)
-        with _base_weights(pcd.decoder):  # S's own predictions, not the decoder's
+        with base_weights(pcd.decoder):  # S's own predictions, not the decoder's
             # Only the middle positions' logits: the LM head over a 49k vocabulary is a fifth of S's cost per token.
             middle = batch.shape[1] - prefix
             logits = pcd.decoder(input_ids=batch, use_cache=False, logits_to_keep=middle).logits[:, -middle:].float()

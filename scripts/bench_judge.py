@@ -28,7 +28,6 @@ from benchmarks_doc import machine, update_section  # noqa: E402
 from models.backends import BackendConfig  # noqa: E402
 from simulators.config import JudgeConfig  # noqa: E402
 from simulators.judge import Judge  # noqa: E402
-from simulators.metrics import expected_accuracy  # noqa: E402
 from simulators.render import Explanation, render_explanation  # noqa: E402
 
 LETTERS = "ABCDEFGH"

@@ -75,7 +75,7 @@ def test_unknown_kind_fails_at_load_naming_the_choices():
 def test_next_token_scores_come_free_with_the_unchanged_continuation_scores(tiny_model_dir):
     from models import load_model, load_tokenizer
     from models.scoring import continuation_logprobs
-    from pcd.autointerp import continuation_and_next_logprobs
+    from models.scoring import continuation_and_next_logprobs
 
     model, tokenizer = load_model(tiny_model_dir), load_tokenizer(tiny_model_dir)
     prompts = ["Words described as: x\nText: the cat", "Words: y\nText: a dog ran", "z"]

@@ -1,4 +1,5 @@
 """`pcdrl eval`: rows × judges with controls on the tiny pipeline, its statistics, and its errors."""
+import html
 import json
 import subprocess
 import sys
@@ -66,6 +67,17 @@ def test_paraphrase_keeps_the_words_and_changes_the_wording():
     assert para != label and "the words" not in para
     assert sorted(para.replace(" and ", ", ").removeprefix("tokens such as ").split(", ")) == ["'and'", "'of'", "'with'"]
     assert paraphrase_label("Names of places in the text") == "related to: Proper nouns of locations in the writing"
+
+
+@pytest.mark.parametrize("label, expected", [
+    ('then "the", "a", "his"', "next comes 'his', 'a' or 'the'"),
+    ('on "of", "and"; then "the", "a"', "after tokens such as 'and' and 'of', comes 'a' or 'the'"),
+    ('Names of places; then "the"', "after Proper nouns of locations, comes 'the'"),
+])
+def test_paraphrase_rewords_output_centric_labels_keeping_their_words(label, expected):
+    """Output-side (`then ...`) and both-sided labels (pcd/output_labels.py) get their own rewording, not the
+    weak 'related to:' fallback."""
+    assert paraphrase_label(label) == expected
 
 
 # --- errors ----------------------------------------------------------------------------------
@@ -144,7 +156,7 @@ def test_eval_two_seeds_writes_every_output_and_resumes_from_its_journal(pipelin
     assert (out / "plots" / "reward_curve.png").stat().st_size > 1000
     assert (out / "plots" / "concept_usage.png").stat().st_size > 1000
     page = (out / "report.html").read_text()
-    assert examples[0]["labels"]["rl"][0].replace('"', "&quot;") in page and "data:image/png;base64," in page
+    assert html.escape(examples[0]["labels"]["rl"][0]) in page and "data:image/png;base64," in page
     assert "rl − pretrained" in (out / "table.md").read_text()
 
     # A rerun finds every answer in the journal: no judge call, the same numbers.

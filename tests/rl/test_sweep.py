@@ -70,7 +70,7 @@ def test_grid_simplex_and_random_plans():
 
 @pytest.mark.parametrize("override, message", [
     ("weights.grid={judge_corect: [1.0]}", "weights.grid: unknown reward 'judge_corect'; built-in rewards: brier, "
-                                           "fidelity, grounding, judge_correct, judge_logprob, sparsity"),
+                                           "fidelity, grounding, judge_correct, judge_logprob, judge_true_pmi, sparsity"),
     ("weights.grid={judge_logprob: [1.0], sparsity: [-0.1]}", "weights.grid.sparsity: .* negative weight"),
     ("weights.grid={}", "weights.grid: empty"),
     ("weights.grid={judge_logprob: []}", "weights.grid.judge_logprob: no values"),
