@@ -73,6 +73,8 @@ def converted_folder(spec: OfflineModel) -> Path:
             verify_gguf(spec, gguf)
         _convert(gguf, tmp_path / "hf")
         (tmp_path / "hf" / _DONE_MARKER).write_text(f"from {gguf.name} sha256 {spec.gguf_sha256}\n")
+        if (target / _DONE_MARKER).is_file():  # another process converted it meanwhile: keep theirs, in use
+            return target
         if target.exists():  # a stale, unmarked folder from an older interrupted run
             shutil.rmtree(target)
         os.replace(tmp_path / "hf", target)

@@ -96,3 +96,20 @@ def render_label(kind: str, input_label: str, output_words: list[str], *, words:
         left = input_label if input_words is None else f"on {quoted(input_words[:both_words])}"
         return f"{left}; {output_phrase(output_words[:both_words])}"
     raise ValueError(f"kind: {kind!r} must be one of {', '.join(KINDS)}")
+
+
+def rerender_concepts(concepts: dict, kind: str, *, words: int = 3, both_words: int = 2) -> dict:
+    """A copy of a concepts.json whose labels are re-rendered as ``kind`` from the two sides each entry keeps
+    (`input_label`, `input_tokens`, `output_tokens`): another label kind without running S or a labeller again.
+    Entries written before output labels existed (no `output_tokens`) are left as they are."""
+    entries = []
+    for entry in concepts.get("concepts", []):
+        entry = dict(entry)
+        if "output_tokens" in entry and entry.get("input_label"):
+            output_words = distinct([token_text(t["token"]) for t in entry["output_tokens"]])
+            input_words = entry.get("input_tokens") if entry.get("labeller") == "tokens" else None
+            entry["label"] = render_label(kind, entry["input_label"], output_words, words=words, both_words=both_words,
+                                          input_words=input_words)
+            entry["kind"] = kind
+        entries.append(entry)
+    return {**concepts, "label_kind": kind, "concepts": entries}

@@ -159,3 +159,18 @@ def test_smollm2_output_tokens_are_what_s_predicts_where_a_concept_fires():
         else:  # nothing clears the floor: the token S is likeliest to write there stands in
             assert [t.token_id for t in recorded] == [int(at_firings.argmax())]
     assert raised >= 3, "expected several concepts with tokens S predicts more where they fire"
+
+
+def test_rerendering_a_concepts_json_gives_each_kinds_label_from_the_stored_sides():
+    from pcd.output_labels import rerender_concepts
+
+    entry = {"id": 3, "label": 'on "of", "and"; then "the", "a"', "kind": "both", "labeller": "tokens",
+             "input_label": 'the words "of", "and", "And"', "input_tokens": ["of", "and", "And"],
+             "output_tokens": [{"token": " the"}, {"token": "the"}, {"token": " a"}, {"token": "\n"}]}
+    old = {"id": 4, "label": 'the words "x"'}  # labelled before output labels existed: kept as it is
+    concepts = {"label_kind": "both", "concepts": [entry, old]}
+    assert rerender_concepts(concepts, "input")["concepts"][0]["label"] == 'the words "of", "and", "And"'
+    assert rerender_concepts(concepts, "output")["concepts"][0]["label"] == 'then "the", "a", "<newline>"'
+    both = rerender_concepts(concepts, "both")
+    assert both["concepts"][0]["label"] == entry["label"] and both["concepts"][1] == old
+    assert rerender_concepts(concepts, "output")["label_kind"] == "output" and concepts["concepts"][0] is entry

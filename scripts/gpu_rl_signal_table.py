@@ -1,0 +1,79 @@
+"""The table of `scripts/gpu_rl_signal.sh`: judge-eval by label kind and distractor mode, then GRPO runs.
+
+    python scripts/gpu_rl_signal_table.py runs/gpu-signal
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+
+def _load(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _cell(value, ci) -> str:
+    return f"{value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
+
+
+def judge_eval_table(out: Path) -> list[str]:
+    lines = ["| labels | distractors | items | prior | random | pretrained | oracle | wall s |", "|---|---|---|---|---|---|---|---|"]
+    for kind in ("input", "output", "both"):
+        for mode in ("random", "same_source"):
+            summary = _load(out / "judge-eval" / f"{kind}-{mode}" / "summary.json")
+            if summary is None:
+                lines.append(f"| {kind} | {mode} | failed: see judge-eval-{kind}-{mode}.log |||||")
+                continue
+            acc, ci = summary["accuracy"]["smollm2"]["all"], summary["ci95"]["smollm2"]["all"]
+            cells = [_cell(acc[row], ci[row]) if row in acc else "-" for row in ("prior", "random", "pretrained", "oracle")]
+            lines.append(f"| {kind} | {mode} | {summary['n_items']} | {' | '.join(cells)} | {summary['wall_seconds']} |")
+    return lines
+
+
+def _judge_rate(train: Path) -> tuple[float, float, int]:
+    """(judged explanations per second of judge time, train seconds, judged explanations)."""
+    rows = [json.loads(line) for line in (train / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    steps = [r for r in rows if "time/judge_s" in r]
+    config = yaml.safe_load((train / "config.yaml").read_text().split("\n", 1)[-1])
+    per_step = config["items_per_step"] * config["grpo"]["group_size"]
+    judge_s = sum(r["time/judge_s"] for r in steps)
+    train_s = sum(r["time/step_s"] for r in steps)
+    return (per_step * len(steps) / judge_s if judge_s else 0.0), train_s, per_step * len(steps)
+
+
+def rl_table(out: Path) -> list[str]:
+    lines = ["| variant | judged | judge expl/s | train s | pretrained | rl | rl - pretrained | shuffled: rl - pretrained "
+             "| paraphrased: rl - pretrained |", "|---|---|---|---|---|---|---|---|---|"]
+    for run in sorted((out / "train").glob("*")):
+        summary = _load(out / "eval" / run.name / "summary.json")
+        if summary is None or not (run / "metrics.jsonl").is_file():
+            lines.append(f"| {run.name} | failed: see train-{run.name}.log / eval-{run.name}.log ||||||||")
+            continue
+        rate, train_s, judged = _judge_rate(run)
+        acc, ci = summary["accuracy"]["smollm2"], summary["ci95"]["smollm2"]
+        gain = summary["gain"]["smollm2"]
+        controls = []
+        for name in ("shuffled_labels", "paraphrased_labels"):
+            entry = summary["controls"].get(name, {}).get("smollm2")
+            controls.append(f"{entry['gain']:+.3f} [{entry['gain_ci95'][0]:+.3f}, {entry['gain_ci95'][1]:+.3f}]"
+                            if entry else "-")
+        lines.append(
+            f"| {run.name} | {judged} | {rate:.0f} | {train_s:.0f} | {_cell(acc['pretrained'], ci['pretrained'])} | "
+            f"{_cell(acc['rl'], ci['rl'])} | {gain['rl_minus_pretrained']:+.3f} [{gain['ci95'][0]:+.3f}, "
+            f"{gain['ci95'][1]:+.3f}] | {controls[0]} | {controls[1]} |")
+    return lines
+
+
+def main(out: str) -> None:
+    folder = Path(out)
+    print("Judge SmolLM2, held-out items, accuracy [95% CI]\n")
+    print("\n".join(judge_eval_table(folder)))
+    print("\nGRPO on concept sets, judge SmolLM2; eval on every held-out item\n")
+    print("\n".join(rl_table(folder)))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
