@@ -53,8 +53,20 @@ class BackendConfig:
     tokenized apart, exactly as `hf` does); when empty, the server tokenizes prefix+option jointly, so options
     should start with a space."""
 
+    def __post_init__(self) -> None:
+        from configs.loader import ConfigError
+
+        if self.kind not in VALID_KINDS:
+            raise ConfigError(f"backend.kind: '{self.kind}' is not one of {', '.join(VALID_KINDS)}")
+        if self.quantize not in VALID_QUANTIZE:
+            raise ConfigError(f"backend.quantize: '{self.quantize}' is not one of {', '.join(VALID_QUANTIZE)} "
+                              "(int8 is CPU only; bnb8/bnb4 need bitsandbytes)")
+        if self.batch_size < 1:
+            raise ConfigError(f"backend.batch_size: must be at least 1, got {self.batch_size}")
+
 
 VALID_KINDS = ("hf", "vllm", "http")
+VALID_QUANTIZE = ("none", "int8", "bnb8", "bnb4")
 
 
 class Backend(ABC):

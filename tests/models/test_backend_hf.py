@@ -45,8 +45,20 @@ def test_bad_requests(tiny_model_dir):
         backend.score_options(["a", "b"], [[" x"]])
     with pytest.raises(ValueError, match="empty option"):
         backend.score_options(["a"], [[" x", ""]])
-    with pytest.raises(ValueError, match="backend kind 'onnx' is unknown"):
+    with pytest.raises(ValueError, match="backend.kind: 'onnx' is not one of hf, vllm, http"):
         make_backend(BackendConfig(kind="onnx", model=tiny_model_dir))
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("quantize", "int8_safe", "backend.quantize: 'int8_safe' is not one of none, int8, bnb8, bnb4"),
+    ("batch_size", 0, "backend.batch_size: must be at least 1, got 0"),
+])
+def test_bad_backend_values_fail_when_the_config_is_made(field, value, message):
+    """Before, an unknown quantize value loaded an fp32 model without a word."""
+    from configs.loader import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        BackendConfig(**{field: value})
 
 
 @pytest.mark.real_model
