@@ -39,7 +39,7 @@ class HFBackend(Backend):
 
         self.config = config
         self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(config.model)
-        self.model = model if model is not None else load_model(config.model, config.quantize, config.device)
+        self.model = model if model is not None else load_model(config.model, config.quantize, config.device, dtype=config.dtype)
         self.device = next(self.model.parameters()).device
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         # transformers renamed `past_key_values` to `cache` (5.2x); the vLLM venv pins an older release.

@@ -115,3 +115,40 @@ def test_smollm2_converts_from_a_gguf_path_without_its_wheel(tmp_path, isolated_
     assert folder == isolated_cache / "models" / "smollm2-135m-instruct"
     model = load_model(str(folder))
     assert model.config.num_hidden_layers == 30 and all(p.dtype == torch.float32 for p in model.parameters())
+
+
+def test_dtype_auto_is_float32_on_cpu_and_bfloat16_on_cuda(monkeypatch):
+    import models.loading as loading
+
+    assert loading.resolve_dtype("auto", "cpu") == torch.float32
+    assert loading.resolve_dtype("auto", "cuda:0") == torch.bfloat16
+    monkeypatch.setattr(loading, "cpu_has_bf16", lambda: False)
+    with pytest.raises(ModelNotAvailableError, match=r"without AVX-512 BF16.*6x slower.*use dtype=float32"):
+        loading.resolve_dtype("bfloat16", "cpu")
+    monkeypatch.setattr(loading, "cpu_has_bf16", lambda: True)
+    assert loading.resolve_dtype("bfloat16", "cpu") == torch.bfloat16
+
+
+def test_a_bfloat16_model_scores_close_to_float32(tiny_model_dir, monkeypatch):
+    import models.loading as loading
+
+    monkeypatch.setattr(loading, "cpu_has_bf16", lambda: True)  # the path under test, whatever this CPU has
+    full, half = load_model(tiny_model_dir), load_model(tiny_model_dir, dtype="bfloat16")
+    assert all(p.dtype == torch.bfloat16 for p in half.parameters())
+    assert all(p.dtype == torch.float32 for p in load_model(tiny_model_dir, dtype="auto").parameters())
+    ids = torch.randint(3, 90, (2, 12))
+    with torch.no_grad():
+        a, b = full(input_ids=ids).logits.log_softmax(-1), half(input_ids=ids).logits.float().log_softmax(-1)
+    assert not torch.equal(a, b) and (a - b).abs().max() < 0.1
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"dtype": "float16"}, "backend.dtype: 'float16' is not one of auto, float32, bfloat16"),
+    ({"dtype": "bfloat16", "quantize": "int8"}, "backend.dtype: bfloat16 with quantize=int8"),
+])
+def test_bad_dtypes_fail_when_the_backend_config_is_made(changes, message):
+    from configs.loader import ConfigError
+    from models.backends.base import BackendConfig
+
+    with pytest.raises(ConfigError, match=message):
+        BackendConfig(**changes)
