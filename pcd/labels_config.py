@@ -22,9 +22,10 @@ class LabelConfig:
 
     labeller: Literal["tokens", "lm"] = "lm"
     """`lm`: an explainer LM writes each label from top examples; `tokens`: token statistics (fast)."""
-    kind: str = "both"
+    kind: str = "input"
     """What a label says: `input` (where the concept fires), `output` (what S predicts next where it fires)
-    or `both`. Applies to scored and `label_all` labels alike; concepts.json keeps both sides either way."""
+    or `both`. Applies to scored and `label_all` labels alike; concepts.json keeps both sides either way.
+    `input` is the default because it measured best with the offline judges (docs/benchmarks.md, label kinds)."""
     words: int = 3
     """Tokens an `input` or `output` label lists."""
     both_words: int = 2

@@ -30,7 +30,7 @@ def _check_outputs(checkpoint, summary, n_labelled):
     assert all(0.0 <= c["autointerp_output_auroc"] <= 1.0 for c in scored)
     # label_all: every other concept that fires gets a cheap token label of the same kind, marked unscored.
     unscored = [c for c in concepts["concepts"] if not c["scored"]]
-    assert unscored and all(c["label"] == f"{_on(c)}; {_then(c)}" for c in unscored)  # the default kind: both
+    assert unscored and all(c["label"] == f"{_on(c)}; {_then(c)}" for c in unscored)  # kind=both, as asked
     for entry in concepts["concepts"]:
         assert entry["output_label"].startswith("then ") and entry["token_label"].startswith("the words ")
         if entry["labeller"] == "tokens":
@@ -71,7 +71,7 @@ def _tiny_label_config(tiny_model_dir, *overrides):
 
 def test_label_tiny_checkpoint_with_token_labels(tiny_model_dir, tiny_corpus, tmp_path, isolated_cache):
     checkpoint = _tiny_checkpoint(tmp_path, tiny_model_dir, tiny_corpus)
-    summary = label_checkpoint(checkpoint, _tiny_label_config(tiny_model_dir), tmp_path / "label")
+    summary = label_checkpoint(checkpoint, _tiny_label_config(tiny_model_dir, "label.kind=both"), tmp_path / "label")
     _check_outputs(checkpoint, summary, 5)
     assert json.loads((tmp_path / "label" / "summary.json").read_text()) == json.loads(json.dumps(summary))
     concepts = json.loads((checkpoint / "concepts.json").read_text())["concepts"]
@@ -105,7 +105,7 @@ def test_label_smollm2_checkpoint_with_the_explainer_lm(tmp_path):
     ])
     cfg = load_config(LabelRunConfig, None, [
         "label.labeller=lm", "label.label_windows=48", "label.max_concepts=3", "label.min_examples=3",
-        "label.score_positives=3", "label.score_negatives=3", "label.explain_examples=4",
+        "label.score_positives=3", "label.score_negatives=3", "label.explain_examples=4", "label.kind=both",
     ])
     summary = label_checkpoint(checkpoint, cfg, tmp_path / "label")
     _check_outputs(checkpoint, summary, 3)
