@@ -8,7 +8,9 @@ import json
 import sys
 from pathlib import Path
 
-import yaml
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from run_rates import judge_rate  # noqa: E402
 
 
 def _load(path: Path) -> dict | None:
@@ -33,17 +35,6 @@ def judge_eval_table(out: Path) -> list[str]:
     return lines
 
 
-def _judge_rate(train: Path) -> tuple[float, float, int]:
-    """(judged explanations per second of judge time, train seconds, judged explanations)."""
-    rows = [json.loads(line) for line in (train / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    steps = [r for r in rows if "time/judge_s" in r]
-    config = yaml.safe_load((train / "config.yaml").read_text().split("\n", 1)[-1])
-    per_step = config["items_per_step"] * config["grpo"]["group_size"]
-    judge_s = sum(r["time/judge_s"] for r in steps)
-    train_s = sum(r["time/step_s"] for r in steps)
-    return (per_step * len(steps) / judge_s if judge_s else 0.0), train_s, per_step * len(steps)
-
-
 def rl_table(out: Path) -> list[str]:
     lines = ["| variant | judged | judge expl/s | train s | pretrained | rl | rl - pretrained | shuffled: rl - pretrained "
              "| paraphrased: rl - pretrained |", "|---|---|---|---|---|---|---|---|---|"]
@@ -52,7 +43,8 @@ def rl_table(out: Path) -> list[str]:
         if summary is None or not (run / "metrics.jsonl").is_file():
             lines.append(f"| {run.name} | failed: see train-{run.name}.log / eval-{run.name}.log ||||||||")
             continue
-        rate, train_s, judged = _judge_rate(run)
+        measured = judge_rate(run)
+        rate, train_s, judged = measured["rate"], measured["step_s"], measured["judged"]
         acc, ci = summary["accuracy"]["smollm2"], summary["ci95"]["smollm2"]
         gain = summary["gain"]["smollm2"]
         controls = []
