@@ -54,7 +54,7 @@ def load_model(
 ):
     """Load ``name`` in fp32 (or bf16, or quantized, for frozen models) in eval mode.
 
-    ``dtype`` is float32, bfloat16 or auto (bfloat16 on CUDA, float32 elsewhere); see `resolve_dtype`.
+    ``dtype`` is float32, bfloat16, auto (bfloat16 on CUDA, float32 elsewhere) or fast; see `resolve_dtype`.
 
     ``int8`` is torch's dynamic int8 for CPU; ``bnb8``/``bnb4`` use bitsandbytes.
     Quantized models are for frozen use (activations, judges, references): their weights
@@ -90,15 +90,18 @@ def cpu_has_bf16() -> bool:
 
 
 def resolve_dtype(dtype: str, device: str | torch.device) -> torch.dtype:
-    """auto: bfloat16 on CUDA, float32 elsewhere. bfloat16 on a CPU without bf16 instructions is refused: it was
+    """auto: bfloat16 on CUDA, float32 elsewhere. fast: bfloat16 wherever the hardware runs it natively (CUDA, or a
+    CPU with AVX-512 BF16 or AMX), float32 elsewhere. bfloat16 on a CPU without bf16 instructions is refused: it was
     measured ~6x slower than float32 there (docs/benchmarks.md), while with AVX-512 BF16 it is ~1.8x faster."""
     on_cuda = torch.device(device).type == "cuda"
     if dtype == "auto":
         return torch.bfloat16 if on_cuda else torch.float32
+    if dtype == "fast":
+        return torch.bfloat16 if on_cuda or (torch.device(device).type == "cpu" and cpu_has_bf16()) else torch.float32
     if dtype == "float32":
         return torch.float32
     if dtype != "bfloat16":
-        raise ValueError(f"dtype: '{dtype}' is not one of auto, float32, bfloat16")
+        raise ValueError(f"dtype: '{dtype}' is not one of auto, float32, bfloat16, fast")
     if torch.device(device).type == "cpu" and not cpu_has_bf16():
         raise ModelNotAvailableError(
             "dtype=bfloat16 on a CPU without AVX-512 BF16 or AMX: bfloat16 runs about 6x slower than float32 on "

@@ -125,6 +125,7 @@ def quickstart(cfg: QuickstartConfig) -> dict:
         timed("train", lambda: train(stage.config, stage.folder, resume=resume))
         changed = True
     run_path = stage.folder
+    judged = stage.config.steps * stage.config.items_per_step * stage.config.samples_per_item
 
     stage = _stage("eval", out / "eval", EvalConfig, cfg.eval, threads, changed)
     _announce(stage, "held-out evaluation with controls")
@@ -134,7 +135,7 @@ def quickstart(cfg: QuickstartConfig) -> dict:
         started = time.time()
         summary = evaluate([run_path], stage.config, stage.folder)
         times["eval"] = round(time.time() - started, 1)
-    record = {"stage_seconds": times, "report": str(stage.folder / "report.html"),
+    record = {"stage_seconds": times, "judged_explanations": judged, "report": str(stage.folder / "report.html"),
               "summary": str(stage.folder / "summary.json")}
     atomic_write_json(out / "quickstart.json", record)
     return {"eval": summary, **record}

@@ -1,120 +1,156 @@
-"""Does RL make explanations more useful? Held-out judge accuracy, pretrained vs RL, over seeds and variants.
+"""Does RL make explanations more useful? The RL gain on held-out questions, on two CPU cores, in one command.
 
-Each (variant, seed) is an ordinary `pcdrl train` run folder under --out; finished runs are
-reused, so an interrupted benchmark resumes. The pretrained policy is scored once (it does not
-depend on the seed). The 95% CI of the mean gain is a t-interval over seeds.
+GRPO on concept sets, one seed per core side by side, then `pcdrl eval` of every seed on every held-out item with
+the shuffled-labels control, and optionally the held-out Gemma judge. Every stage is an ordinary run folder under
+--out; a finished stage is reused and an interrupted training run resumes, so rerunning the command is cheap.
 
-    OMP_NUM_THREADS=2 python scripts/bench_rl_gain.py --config configs/rl/grpo_concepts.yaml \\
-        --variant "grpo beta=0:kl.beta=0" --variant "grpo beta=0.05:kl.beta=0.05,heldout_judges=[]"
+    python scripts/bench_rl_gain.py                                  # input labels, random distractors, ~45 min
+    python scripts/bench_rl_gain.py --distractors same_source        # the harder test of meaning
+    python scripts/bench_rl_gain.py --reward judge_logprob --seeds 0 # another reward term on the same budget
+
+The inputs (a labelled PCD and continuation questions, `scripts/gpu_rl_signal_inputs.sh`) are built under --inputs
+when missing, from the PCD at --pcd (`pcdrl quickstart` leaves one at runs/quickstart/pcd-pretrain/pcd), which takes
+~15 min on 2 cores once. The result goes into docs/benchmarks.md, one section per (labels, distractors, reward).
 """
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
-import statistics
+import subprocess
 import sys
+import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT))
 
-from benchmarks_doc import machine, update_section  # noqa: E402
-from configs.loader import load_config  # noqa: E402
-from rl.train_config import RLTrainConfig  # noqa: E402
-from rl.trainer import train  # noqa: E402
+from benchmarks_doc import update_section  # noqa: E402
+from models.loading import cpu_has_bf16  # noqa: E402
 
-# Two-sided 95% t quantiles by degrees of freedom (seeds − 1).
-T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+GEMMA = "{name: gemma, backend: {model: gemma3-270m, batch_size: 8}}"
 
 
-def mean_ci(values: list[float]) -> tuple[float, float]:
-    """Mean and the half-width of its 95% t-interval (nan for a single value)."""
-    mean = statistics.fmean(values)
-    if len(values) < 2:
-        return mean, float("nan")
-    return mean, T95.get(len(values) - 1, 1.96) * statistics.stdev(values) / math.sqrt(len(values))
-
-
-def parse_variant(text: str) -> tuple[str, list[str]]:
-    name, _, overrides = text.partition(":")
-    return name.strip(), [o for o in _split(overrides) if o]
-
-
-def _split(text: str) -> list[str]:
-    """Split overrides on commas that are not inside brackets or braces."""
-    parts, depth, current = [], 0, ""
-    for ch in text:
-        if ch in "[{":
-            depth += 1
-        elif ch in "]}":
-            depth -= 1
-        if ch == "," and depth == 0:
-            parts.append(current.strip())
-            current = ""
-        else:
-            current += ch
-    return parts + [current.strip()]
-
-
-def run_one(config: str, overrides: list[str], out: Path) -> dict:
-    summary_path = out / "summary.json"
-    if summary_path.exists():
-        return json.loads(summary_path.read_text())
-    cfg = load_config(RLTrainConfig, config, overrides)
-    resume = (out / "checkpoints" / "latest.txt").exists()
-    return train(cfg, out, resume=resume)
-
-
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="configs/rl/grpo_concepts.yaml")
-    parser.add_argument("--variant", action="append", required=True, help="'name:override,override' (repeatable)")
-    parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--out", default="runs/rl-gain")
-    parser.add_argument("--no-doc", action="store_true")
-    args = parser.parse_args()
-    threads = int(os.environ.get("OMP_NUM_THREADS", "1"))
+    parser.add_argument("--inputs", default="runs/signal-inputs", help="labelled PCDs and question sets (built if missing)")
+    parser.add_argument("--pcd", default="runs/quickstart/pcd-pretrain/pcd",
+                        help="pretrained PCD to build --inputs from when they are missing")
+    parser.add_argument("--out", default="runs/rl-gain", help="run folders go to OUT/<labels>-<distractors>-<reward>/")
+    parser.add_argument("--label-kind", default="input", choices=["input", "output", "both"])
+    parser.add_argument("--distractors", default="random", choices=["random", "same_source"])
+    parser.add_argument("--reward", default="judge_true_pmi", help="one reward term, weight 1 (rewards/registry.py)")
+    parser.add_argument("--seeds", default="0,1", help="comma-separated; each seed trains on its own core")
+    parser.add_argument("--steps", type=int, default=36)
+    parser.add_argument("--items-per-step", type=int, default=32)
+    parser.add_argument("--group-size", type=int, default=8)
+    parser.add_argument("--judge-dtype", default="bfloat16" if cpu_has_bf16() else "float32",
+                        choices=["float32", "bfloat16"],
+                        help="training judge dtype; bfloat16 by default on CPUs with AVX-512 BF16 or AMX")
+    parser.add_argument("--train-override", action="append", default=[], help="extra `pcdrl train` override")
+    parser.add_argument("--gemma-items", type=int, default=0,
+                        help="also score pretrained vs RL with the held-out Gemma judge on this many items (0: skip)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads for the eval stages")
+    parser.add_argument("--no-doc", action="store_true", help="do not write docs/benchmarks.md")
+    return parser.parse_args(argv)
+
+
+def pcdrl(args: list[str], threads: int, log: Path | None = None) -> subprocess.Popen:
+    """Start one `pcdrl` verb in a child process (its own torch thread count; output to `log` if given)."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PCDRL_NO_PROGRESS": "1"}
+    out = open(log, "a") if log else None
+    return subprocess.Popen([sys.executable, "-m", "rl.cli", *args], cwd=ROOT, env=env, stdout=out,
+                            stderr=subprocess.STDOUT if out else None)
+
+
+def wait_all(processes: list[subprocess.Popen], what: str, logs: list[Path]) -> None:
+    codes = [p.wait() for p in processes]
+    failed = [str(log) for code, log in zip(codes, logs) if code != 0]
+    if failed:
+        sys.exit(f"bench_rl_gain: {what} failed; see {', '.join(failed)}")
+
+
+def ensure_inputs(args: argparse.Namespace) -> tuple[Path, Path]:
+    inputs = ROOT / args.inputs
+    pcd, data = inputs / f"pcd-{args.label_kind}", inputs / f"data-{args.distractors}"
+    if (pcd / "concepts.json").exists() and (data / "summary.json").exists():
+        return pcd, data
+    source = ROOT / args.pcd
+    if not (source / "encoder.safetensors").exists():
+        sys.exit(f"bench_rl_gain: {pcd} or {data} is missing, and --pcd {args.pcd} is not a pretrained PCD folder "
+                 "(no encoder.safetensors). Run `pcdrl quickstart` (it leaves one at "
+                 "runs/quickstart/pcd-pretrain/pcd) or `pcdrl pretrain`, or pass --pcd.")
+    print(f"building inputs under {inputs} from {source} (~15 min on 2 cores, once)", flush=True)
+    env = {**os.environ, "PCD": str(source), "ART": str(inputs), "PY": sys.executable}
+    subprocess.run(["bash", str(ROOT / "scripts" / "gpu_rl_signal_inputs.sh")], cwd=ROOT, env=env, check=True)
+    return pcd, data
+
+
+def train_seeds(args: argparse.Namespace, pcd: Path, data: Path, folder: Path, seeds: list[int]) -> list[Path]:
+    runs = [folder / f"seed{seed}" for seed in seeds]
+    todo = [(seed, run) for seed, run in zip(seeds, runs) if not (run / "summary.json").exists()]
+    common = [f"pcd={pcd}", f"data={data}", "heldout_judges=[]", "evaluate_pretrained=false", "max_eval_items=16",
+              f"steps={args.steps}", f"items_per_step={args.items_per_step}", f"grpo.group_size={args.group_size}",
+              "threads=1", "checkpoint_every=6", f"rewards={{{args.reward}: 1.0}}",
+              f"judge.backend.dtype={args.judge_dtype}", *args.train_override]
+    logs = [folder / f"train-seed{seed}.log" for seed, _ in todo]
+    processes = [pcdrl(["train", "configs/rl/grpo_concepts.yaml", "--out", str(run), f"seed={seed}", *common,
+                        "--resume"], threads=1, log=log) for (seed, run), log in zip(todo, logs)]
+    if processes:
+        print(f"training seeds {[s for s, _ in todo]} side by side, one core each (logs: {folder}/train-seed*.log)",
+              flush=True)
+    wait_all(processes, "training", logs)
+    return runs
+
+
+def evaluate(runs: list[Path], out: Path, overrides: list[str], threads: int) -> str:
+    if not (out / "table.md").exists():
+        log = out.parent / f"{out.name}.log"
+        wait_all([pcdrl(["eval", *map(str, runs), "--out", str(out), *overrides, f"threads={threads}"], threads, log)],
+                 f"eval into {out}", [log])
+    return (out / "table.md").read_text()
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
-    pretrained: dict[str, float] = {}
-    results: dict[str, list[dict]] = {}
-    for index, text in enumerate(args.variant):
-        name, overrides = parse_variant(text)
-        for seed in seeds:
-            first = index == 0 and seed == seeds[0]
-            out = Path(args.out) / name.replace(" ", "_").replace("=", "") / f"seed{seed}"
-            summary = run_one(args.config, [f"seed={seed}", f"threads={threads}",
-                                            f"evaluate_pretrained={str(first).lower()}", *overrides], out)
-            pretrained.update(summary.get("heldout_accuracy_pretrained", {}))
-            results.setdefault(name, []).append(summary)
-            print(f"{name} seed {seed}: {json.dumps(summary)}", flush=True)
-    judges = list(pretrained)
-    header = "| variant | seeds | train s (mean) | " + " | ".join(
-        f"{j}: RL accuracy per seed | {j}: gain, mean ± 95% CI" for j in judges) + " |"
-    lines = [
-        f"`OMP_NUM_THREADS={threads} python scripts/bench_rl_gain.py --config {args.config} "
-        + " ".join(f"--variant '{v}'" for v in args.variant) + f" --seeds {args.seeds}` ({machine()})",
+    tag = f"{args.label_kind}-{args.distractors}-{args.reward}"
+    folder = ROOT / args.out / tag
+    folder.mkdir(parents=True, exist_ok=True)
+    pcd, data = ensure_inputs(args)
+
+    started = time.time()
+    runs = train_seeds(args, pcd, data, folder, seeds)
+    train_seconds = [json.loads((run / "summary.json").read_text()).get("train_seconds") for run in runs]
+    table = evaluate(runs, folder / "eval", ["controls=[shuffled_labels]", "rows=[prior, random, pretrained, rl]",
+                                             "items_per_call=64"], args.threads)
+    print(table, flush=True)
+    gemma = ""
+    if args.gemma_items:
+        gemma = evaluate(runs, folder / "eval-gemma", [f"judges=[{GEMMA}]", "rows=[pretrained, rl]", "controls=[]",
+                                                       f"max_items={args.gemma_items}"], args.threads)
+        print(gemma, flush=True)
+    wall = time.time() - started
+
+    command = "python scripts/bench_rl_gain.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    explanations = args.steps * args.items_per_step * args.group_size
+    seconds = ", ".join(f"{s:.0f} s" if isinstance(s, (int, float)) else "?" for s in train_seconds)
+    text = "\n".join([
+        f"## RL gain: {args.label_kind} labels, {args.distractors} distractors, {args.reward} (scripts/bench_rl_gain.py)",
         "",
-        f"Held-out items: {results[next(iter(results))][0]['n_eval_items']}. Pretrained greedy top-k accuracy: "
-        + ", ".join(f"{j} {a:.3f}" for j, a in pretrained.items()) + ".",
+        f"`{command.strip()}` (2-core x86_64 CPU; this invocation's wall time {wall / 60:.0f} min, reused stages "
+        "included at zero cost; inputs from scripts/gpu_rl_signal_inputs.sh).",
         "",
-        header,
-        "|---|---|---|" + "---|---|" * len(judges),
-    ]
-    for name, summaries in results.items():
-        cells = [name, str(len(summaries)), f"{statistics.fmean(s['train_seconds'] for s in summaries):.0f}"]
-        for j in judges:
-            accs = [s["heldout_accuracy_rl"].get(j) for s in summaries]
-            if any(a is None for a in accs):
-                cells += ["not scored", ""]
-                continue
-            mean, half = mean_ci([a - pretrained[j] for a in accs])
-            cells += [", ".join(f"{a:.3f}" for a in accs), f"{mean:+.3f} ± {half:.3f}"]
-        lines.append("| " + " | ".join(cells) + " |")
-    print("\n".join(lines))
+        f"GRPO, `rewards: {{{args.reward}: 1.0}}`, judge SmolLM2 in {args.judge_dtype}, {args.steps} steps × "
+        f"{args.items_per_step} items × {args.group_size} samples = {explanations:,} judged explanations per seed; "
+        f"seeds {seeds}, one core each: {seconds} of training. Eval: the training judge on every held-out item.",
+        "",
+        table.strip(),
+        *(["", f"Held-out judge of another family, first {args.gemma_items} items:", "", gemma.strip()] if gemma else []),
+    ])
     if not args.no_doc:
-        update_section("bench_rl_gain", "## RL gain on held-out questions (scripts/bench_rl_gain.py)\n\n" + "\n".join(lines))
+        update_section(f"bench_rl_gain_{tag}", text)
 
 
 if __name__ == "__main__":

@@ -33,9 +33,10 @@ class BackendConfig:
     device: str = "cpu"
     """`hf` only: torch device."""
     dtype: str = "auto"
-    """`hf` only: auto | float32 | bfloat16. `auto` is float32 on CPU and bfloat16 on CUDA. bfloat16 on a CPU with
-    AVX-512 BF16 scored 1.76x faster than float32 with the same pick on 95% of items (docs/benchmarks.md); a CPU
-    without it is refused (bfloat16 runs ~6x slower there)."""
+    """`hf` only: auto | float32 | bfloat16 | fast. `auto` is float32 on CPU and bfloat16 on CUDA. bfloat16 on a
+    CPU with AVX-512 BF16 scored 1.76x faster than float32 with the same pick on 95% of items (docs/benchmarks.md); a
+    CPU without it is refused (bfloat16 runs ~6x slower there). `fast` is bfloat16 wherever it runs natively (CUDA,
+    or a CPU with AVX-512 BF16 or AMX) and float32 elsewhere: for a training judge, where speed beats exactness."""
     batch_size: int = 8
     """Prefixes per forward pass (`hf`) or requests per HTTP call (`http`)."""
     base_url: str = ""
@@ -69,14 +70,14 @@ class BackendConfig:
             raise ConfigError(f"backend.batch_size: must be at least 1, got {self.batch_size}")
         if self.dtype not in VALID_DTYPES:
             raise ConfigError(f"backend.dtype: '{self.dtype}' is not one of {', '.join(VALID_DTYPES)}")
-        if self.dtype == "bfloat16" and self.quantize != "none":
-            raise ConfigError(f"backend.dtype: bfloat16 with quantize={self.quantize}; a quantized model keeps its "
+        if self.dtype in ("bfloat16", "fast") and self.quantize != "none":
+            raise ConfigError(f"backend.dtype: {self.dtype} with quantize={self.quantize}; a quantized model keeps its "
                               "own compute type, so leave dtype at auto")
 
 
 VALID_KINDS = ("hf", "vllm", "http")
 VALID_QUANTIZE = ("none", "int8", "bnb8", "bnb4")
-VALID_DTYPES = ("auto", "float32", "bfloat16")
+VALID_DTYPES = ("auto", "float32", "bfloat16", "fast")
 
 
 class Backend(ABC):

@@ -129,6 +129,16 @@ def test_dtype_auto_is_float32_on_cpu_and_bfloat16_on_cuda(monkeypatch):
     assert loading.resolve_dtype("bfloat16", "cpu") == torch.bfloat16
 
 
+def test_dtype_fast_is_bfloat16_only_where_it_runs_natively(monkeypatch):
+    import models.loading as loading
+
+    monkeypatch.setattr(loading, "cpu_has_bf16", lambda: False)
+    assert loading.resolve_dtype("fast", "cpu") == torch.float32  # no refusal: falls back to float32
+    assert loading.resolve_dtype("fast", "cuda:0") == torch.bfloat16
+    monkeypatch.setattr(loading, "cpu_has_bf16", lambda: True)
+    assert loading.resolve_dtype("fast", "cpu") == torch.bfloat16
+
+
 def test_a_bfloat16_model_scores_close_to_float32(tiny_model_dir, monkeypatch):
     import models.loading as loading
 
@@ -143,8 +153,9 @@ def test_a_bfloat16_model_scores_close_to_float32(tiny_model_dir, monkeypatch):
 
 
 @pytest.mark.parametrize("changes, message", [
-    ({"dtype": "float16"}, "backend.dtype: 'float16' is not one of auto, float32, bfloat16"),
+    ({"dtype": "float16"}, "backend.dtype: 'float16' is not one of auto, float32, bfloat16, fast"),
     ({"dtype": "bfloat16", "quantize": "int8"}, "backend.dtype: bfloat16 with quantize=int8"),
+    ({"dtype": "fast", "quantize": "bnb4"}, "backend.dtype: fast with quantize=bnb4"),
 ])
 def test_bad_dtypes_fail_when_the_backend_config_is_made(changes, message):
     from configs.loader import ConfigError

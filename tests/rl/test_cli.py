@@ -37,3 +37,19 @@ def test_train_refuses_unknown_rewards_before_loading_anything(tmp_path):
     result = pcdrl("train", "configs/rl/grpo_concepts.yaml", "--out", str(tmp_path / "run"), "rewards={judge_corect: 1}")
     assert result.returncode == 2 and "unknown reward 'judge_corect'; built-in rewards:" in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_quickstart_verdict_says_plainly_whether_the_run_shows_a_gain():
+    from rl.cli import _quickstart_verdict
+
+    def summary(low, high):
+        return {"judges": {"smollm2": {"role": "training"}, "gemma": {"role": "held-out"}}, "n_items": 40,
+                "gain": {"smollm2": {"rl_minus_pretrained": (low + high) / 2, "ci95": [low, high]},
+                         "gemma": {"rl_minus_pretrained": 0.3, "ci95": [0.2, 0.4]}}}
+
+    holds_zero = _quickstart_verdict(summary(-0.1, 0.1), 896)
+    assert "does not show an RL gain" in holds_zero and "896 judged explanations" in holds_zero
+    assert "scripts/bench_rl_gain.py" in holds_zero, "it points to the benchmark that does show it"
+    # Only the training judge's interval decides; the held-out judge above zero does not make it a gain.
+    shows = _quickstart_verdict(summary(0.05, 0.15), 896)
+    assert shows.strip() == "RL helped the training judge in this run: +0.100 [+0.050, +0.150] on 40 held-out items."

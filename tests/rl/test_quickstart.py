@@ -44,6 +44,8 @@ def test_quickstart_runs_every_stage_then_reruns_from_cache(tmp_path):
     config.write_text(SMALL)
     first = _quickstart(config, out)
     assert "| rl |" in first.stdout and "| oracle |" in first.stdout and "rl − pretrained" in first.stdout
+    # 1 step x 2 items x 2 samples; the verdict under the table says what this run can and cannot show.
+    assert "it trains on 4 judged explanations" in first.stdout or "RL helped the training judge" in first.stdout
     record = json.loads((out / "quickstart.json").read_text())
     assert list(record["stage_seconds"]) == ["pretrain", "label", "data", "train", "eval"]
     assert (out / "eval" / "report.html").stat().st_size > 10_000
