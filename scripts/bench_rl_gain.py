@@ -19,7 +19,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,7 +50,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--train-override", action="append", default=[], help="extra `pcdrl train` override")
     parser.add_argument("--gemma-items", type=int, default=0,
                         help="also score pretrained vs RL with the held-out Gemma judge on this many items (0: skip)")
+    parser.add_argument("--rows", default="prior,random,pretrained,rl", help="`pcdrl eval` rows")
+    parser.add_argument("--controls", default="shuffled_labels", help="`pcdrl eval` label controls ('' for none)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads for the eval stages")
+    parser.add_argument("--train-only", action="store_true",
+                        help="stop after training (to train several variants side by side, then eval one by one)")
     parser.add_argument("--no-doc", action="store_true", help="do not write docs/benchmarks.md")
     return parser.parse_args(argv)
 
@@ -120,31 +123,34 @@ def main(argv: list[str] | None = None) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     pcd, data = ensure_inputs(args)
 
-    started = time.time()
     runs = train_seeds(args, pcd, data, folder, seeds)
+    if args.train_only:
+        return
     train_seconds = [json.loads((run / "summary.json").read_text()).get("train_seconds") for run in runs]
-    table = evaluate(runs, folder / "eval", ["controls=[shuffled_labels]", "rows=[prior, random, pretrained, rl]",
-                                             "items_per_call=64"], args.threads)
+    table = evaluate(runs, folder / "eval", [f"controls=[{args.controls}]", f"rows=[{args.rows}]", "items_per_call=64"],
+                     args.threads)
     print(table, flush=True)
     gemma = ""
     if args.gemma_items:
         gemma = evaluate(runs, folder / "eval-gemma", [f"judges=[{GEMMA}]", "rows=[pretrained, rl]", "controls=[]",
                                                        f"max_items={args.gemma_items}"], args.threads)
         print(gemma, flush=True)
-    wall = time.time() - started
 
     command = "python scripts/bench_rl_gain.py " + " ".join(argv if argv is not None else sys.argv[1:])
     explanations = args.steps * args.items_per_step * args.group_size
     seconds = ", ".join(f"{s:.0f} s" if isinstance(s, (int, float)) else "?" for s in train_seconds)
+    eval_seconds = json.loads((folder / "eval" / "summary.json").read_text())["wall_seconds"]
+    total = max(s for s in train_seconds if isinstance(s, (int, float))) + eval_seconds
     text = "\n".join([
         f"## RL gain: {args.label_kind} labels, {args.distractors} distractors, {args.reward} (scripts/bench_rl_gain.py)",
         "",
-        f"`{command.strip()}` (2-core x86_64 CPU; this invocation's wall time {wall / 60:.0f} min, reused stages "
-        "included at zero cost; inputs from scripts/gpu_rl_signal_inputs.sh).",
+        f"`{command.strip()}` (2-core x86_64 CPU; inputs from scripts/gpu_rl_signal_inputs.sh). Training and "
+        f"eval took {total / 60:.0f} min in all.",
         "",
         f"GRPO, `rewards: {{{args.reward}: 1.0}}`, judge SmolLM2 in {args.judge_dtype}, {args.steps} steps × "
         f"{args.items_per_step} items × {args.group_size} samples = {explanations:,} judged explanations per seed; "
-        f"seeds {seeds}, one core each: {seconds} of training. Eval: the training judge on every held-out item.",
+        f"seeds {seeds}, one core each: {seconds} of training. Eval: the training judge on every held-out item, "
+        f"{eval_seconds:.0f} s on {args.threads} threads.",
         "",
         table.strip(),
         *(["", f"Held-out judge of another family, first {args.gemma_items} items:", "", gemma.strip()] if gemma else []),
