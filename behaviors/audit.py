@@ -67,6 +67,9 @@ def parse_line(raw: dict, path, line: int) -> AuditEntry:
         raise _fail(path, line, "answer", "give exactly one of 'answer' (the true option) or 'checker' (run S)")
     checker = None
     if "checker" in raw:
+        if not isinstance(raw["checker"], str):
+            raise _fail(path, line, "checker", f"must be one checker name (a string), got {type(raw['checker']).__name__}; "
+                        f"known: {', '.join(sorted(CHECKERS))}")
         if raw["checker"] not in CHECKERS:
             raise _fail(path, line, "checker", f"unknown checker '{raw['checker']}'; known: {', '.join(sorted(CHECKERS))}")
         checker = get_checker(raw["checker"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
-from configs.loader import ConfigError
+from configs.loader import ConfigError, all_of, at_least, did_you_mean, finite_numbers, model_name, seed_value
 from models.backends.base import BackendConfig
 from pcd.config import CorpusConfig
 
@@ -37,6 +37,7 @@ class ContinuationConfig:
     """The question the judge is asked."""
 
     def __post_init__(self) -> None:
+        at_least("continuation.n_items", self.n_items, 1, " (windows turned into questions)")
         if self.n_options < 2:
             raise ConfigError(f"continuation.n_options must be at least 2, got {self.n_options}")
         if self.continuation_tokens < 1:
@@ -45,6 +46,10 @@ class ContinuationConfig:
             raise ConfigError(
                 f"continuation.distractors: {self.distractors!r} is not one of {list(get_args(Distractors))}"
             )
+        at_least("continuation.prefix_len", self.prefix_len, 0)
+        at_least("continuation.middle_len", self.middle_len, 1, " (tokens the encoder reads)")
+        if not self.question.strip():
+            raise ConfigError("continuation.question: empty; write the question the judge is asked")
 
 
 @dataclass
@@ -76,11 +81,20 @@ class AttributesConfig:
     def __post_init__(self) -> None:
         from behaviors.checkers import CHECKERS
 
+        finite_numbers(self)
         unknown = [name for name in self.checkers if name not in CHECKERS]
         if unknown:
-            raise ConfigError(f"attributes.checkers: unknown checker(s) {unknown}; known: {', '.join(sorted(CHECKERS))}")
-        if self.balance_factor < 1.0:
+            raise ConfigError(f"attributes.checkers: unknown checker(s) {unknown}; known: {', '.join(sorted(CHECKERS))}"
+                              + did_you_mean(unknown[0], CHECKERS))
+        all_of("attributes.checkers", self.checkers, CHECKERS)  # and none twice
+        if self.enabled and not self.checkers:
+            raise ConfigError("attributes.checkers: empty; name at least one checker, or set attributes.enabled=false")
+        if not self.balance_factor >= 1.0:
             raise ConfigError(f"attributes.balance_factor: must be >= 1, got {self.balance_factor}")
+        at_least("attributes.max_prompts", self.max_prompts, 0, " (0 = all)")
+        at_least("attributes.max_new_tokens", self.max_new_tokens, 1)
+        at_least("attributes.read_last", self.read_last, 1)
+        at_least("attributes.min_items", self.min_items, 1)
 
 
 @dataclass
@@ -96,7 +110,8 @@ class SplitConfig:
 
     def __post_init__(self) -> None:
         if not 0.0 < self.test_fraction < 1.0:
-            raise ConfigError(f"split.test_fraction must be in (0, 1), got {self.test_fraction}")
+            raise ConfigError(f"split.test_fraction: must be in (0, 1), got {self.test_fraction}")
+        seed_value("split.seed", self.seed)
 
 
 @dataclass
@@ -125,3 +140,12 @@ class DataBuildConfig:
     """Train/test split."""
     seed: int = 0
     """Seed for window order and distractor choice."""
+
+    def __post_init__(self) -> None:
+        at_least("layer", self.layer, 0)
+        at_least("overlap_concepts", self.overlap_concepts, 1)
+        seed_value("seed", self.seed)
+        model_name("subject_model", self.subject_model)
+        if not (self.continuation.enabled or self.attributes.enabled or self.audit_files):
+            raise ConfigError("continuation.enabled, attributes.enabled, audit_files: nothing to build; enable a "
+                              "family or give audit_files")

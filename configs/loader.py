@@ -5,15 +5,22 @@ Every config in pcd-rl is a tree of dataclasses. Values live in YAML files under
 Mistakes fail at load, before any model is touched, and the error names the field:
 
     ConfigError: pcd.kk: unknown key (in configs/pcd/quickstart.yaml). Known keys under 'pcd': d_dict, k, ...
+
+The loader checks keys and types (and refuses NaN, infinity and duplicate YAML keys); each dataclass's
+``__post_init__`` checks its own ranges and names with the helpers at the end of this file, so that a
+config built in Python is held to the same rules as one read from YAML.
 """
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import re
+import reprlib
 import types
 import typing
 from pathlib import Path
-from typing import Any, Literal, TypeVar, Union, get_args, get_origin
+from typing import Any, Iterable, Literal, TypeVar, Union, get_args, get_origin
 
 import yaml
 
@@ -30,10 +37,14 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
     source = "defaults"
     if path is not None:
         path = Path(path)
-        if not path.is_file():
+        try:
+            found = path.is_file()
+        except (OSError, ValueError):  # a name the OS cannot look up (too long, NUL byte)
+            found = False
+        if not found:
             raise ConfigError(f"config file {path} does not exist (configs ship under configs/, e.g. configs/pcd/quickstart.yaml)")
         source = str(path)
-        loaded = yaml.safe_load(path.read_text())
+        loaded = read_yaml_file(path)
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):
@@ -41,7 +52,75 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
         raw = loaded
     for item in overrides or []:
         _apply_override(raw, item)
+    if overrides:
+        source = "the overrides" if path is None else f"{source} or the overrides"
     return from_dict(cls, raw, source=source)
+
+
+def read_yaml_file(path: str | Path) -> Any:
+    """A YAML file's data; an unreadable, undecodable or malformed file is a ConfigError that names it."""
+    return parse_yaml(_read_text(Path(path)), str(path))
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start}); "
+                          "a config is a UTF-8 YAML file") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot be read ({err.strerror or err})") from None
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error, not "the last one wins"."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *base` keys may be overridden by the explicit keys beside them
+            try:
+                key = self.construct_object(key_node, deep=True)
+                hash(key)
+            except TypeError:
+                continue  # an unhashable key: the base class raises its own, clearer error
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise _DuplicateKey(key, seen[key], line)
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+class _DuplicateKey(yaml.YAMLError):
+    def __init__(self, key: Any, first: int, again: int):
+        super().__init__(f"duplicate key {key!r} (line {first}, again on line {again}); each key may appear once")
+        self.key, self.first, self.again = key, first, again
+
+
+def parse_yaml(text: str, source: str, lines: bool = True) -> Any:
+    """YAML text to plain data; any syntax error or duplicate key is a ConfigError that names ``source`` (and, with
+    ``lines``, the line and column, as file:line:column)."""
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+    except _DuplicateKey as err:
+        raise ConfigError(f"{source}: {err}") from None
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        what = "; ".join(str(x) for x in (err.context, err.problem) if x)
+        if mark and lines:
+            raise ConfigError(f"{source}:{mark.line + 1}:{mark.column + 1}: not valid YAML ({what})") from None
+        where = f" at column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{source}: not valid YAML{where} ({what})") from None
+    except yaml.reader.ReaderError as err:  # its own text names "<unicode string>", not the file
+        char = f"#x{err.character:04x}" if isinstance(err.character, int) else repr(err.character)
+        raise ConfigError(f"{source}: not valid YAML (unacceptable character {char} at offset {err.position}: "
+                          f"{err.reason})") from None
+    except yaml.YAMLError as err:
+        what = " ".join(str(err).replace('in "<unicode string>", ', "").split())
+        raise ConfigError(f"{source}: not valid YAML ({what})") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: nested too deeply to be a config") from None
 
 
 def _apply_override(raw: dict[str, Any], item: str) -> None:
@@ -54,11 +133,13 @@ def _apply_override(raw: dict[str, Any], item: str) -> None:
     node = raw
     for part in parts[:-1]:
         child = node.setdefault(part, {})
+        if child is None:  # `section:` with nothing under it in the YAML
+            child = node[part] = {}
         if not isinstance(child, dict):
             raise ConfigError(f"override {item!r}: {part} is a value, not a section")
         node = child
     # YAML parses "8" as int, "1e-4" as float, "true" as bool, "[1,2]" as a list.
-    value = yaml.safe_load(text) if text.strip() else ""
+    value = parse_yaml(text, f"override {item!r}", lines=False) if text.strip() else ""
     node[parts[-1]] = value
 
 
@@ -67,7 +148,7 @@ def from_dict(cls: type[T], raw: Any, source: str = "dict", prefix: str = "") ->
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"{prefix or cls.__name__}: expected a mapping, got {raw!r} (in {source})")
+        raise ConfigError(f"{prefix or cls.__name__}: expected a mapping, got {_show(raw)} (in {source})")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = [k for k in raw if k not in fields]
@@ -85,10 +166,27 @@ def from_dict(cls: type[T], raw: Any, source: str = "dict", prefix: str = "") ->
     try:
         return cls(**kwargs)
     except ConfigError as err:
-        # __post_init__ checks name the field relative to their own dataclass; add the path.
-        if prefix and not str(err).startswith(prefix):
-            raise ConfigError(f"{prefix}.{err}") from None
-        raise
+        raise ConfigError(_under(prefix, str(err), set(fields))) from None
+
+
+def _under(prefix: str, message: str, fields: set[str]) -> str:
+    """A ``__post_init__`` message moved under the config's place in the tree.
+
+    Messages name fields relative to their own dataclass, sometimes behind its usual section name
+    ("backend.kind: ..."); inside ``judge.backend`` that must read "judge.backend.kind: ...", not
+    "judge.backend.backend.kind: ...".
+    """
+    rest = message[len(prefix):len(prefix) + 1]
+    if not prefix or (message.startswith(prefix) and not (rest.isalnum() or rest == "_")):
+        return message
+    head = re.match(r"[\w.\[\]]+", message)
+    parts = head.group(0).split(".") if head else []
+    base = [p.split("[")[0] for p in parts]
+    if base and base[0] in fields:
+        return f"{prefix}.{message}"
+    if len(base) > 1 and base[1] in fields:
+        return f"{prefix}.{message[len(parts[0]) + 1:]}"
+    return f"{prefix}: {message}"
 
 
 def _join(prefix: str, key: str) -> str:
@@ -111,48 +209,73 @@ def _convert(tp: Any, value: Any, name: str, source: str) -> Any:
                 return _convert(option, value, name, source)
             except ConfigError as err:
                 errors.append(str(err))
-        raise ConfigError(errors[0] if len(errors) == 1 else f"{name}: {value!r} matches none of {tp} (in {source})")
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{name}: {_show(value)} matches none of {tp} (in {source})")
     if origin is Literal:
         choices = get_args(tp)
-        if value not in choices:
-            raise ConfigError(f"{name}: {value!r} is not one of {list(choices)} (in {source})")
+        if not _hashable(value) or value not in choices:
+            raise ConfigError(f"{name}: {_show(value)} is not one of {list(choices)} (in {source}){did_you_mean(value, choices)}")
         return value
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{name}: expected a list, got {value!r} (in {source})")
+            raise ConfigError(f"{name}: expected a list, got {_show(value)} (in {source})")
         (item_tp, *_) = get_args(tp) or (Any,)
         items = [_convert(item_tp, v, f"{name}[{i}]", source) for i, v in enumerate(value)]
         return items if origin is list else tuple(items)
     if origin is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"{name}: expected a mapping, got {value!r} (in {source})")
-        _, val_tp = get_args(tp) or (Any, Any)
-        return {k: _convert(val_tp, v, f"{name}.{k}", source) for k, v in value.items()}
+            raise ConfigError(f"{name}: expected a mapping, got {_show(value)} (in {source})")
+        key_tp, val_tp = get_args(tp) or (Any, Any)
+        return {_convert(key_tp, k, f"{name} key {k!r}", source): _convert(val_tp, v, f"{name}.{k}", source)
+                for k, v in value.items()}
     if tp is Any:
         return value
     if tp is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{name}: expected true or false, got {value!r} (in {source})")
+            raise ConfigError(f"{name}: expected true or false, got {_show(value)} (in {source})")
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{name}: expected an integer, got {value!r} (in {source})")
+            raise ConfigError(f"{name}: expected an integer, got {_show(value)} (in {source})")
         return value
     if tp is float:
+        number = value
         if isinstance(value, str):
             # PyYAML (YAML 1.1) reads "1e-4" as a string; people write it that way all the time.
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{name}: expected a number, got {value!r} (in {source})")
-        return float(value)
+        if isinstance(number, bool) or not isinstance(number, (int, float)):
+            raise ConfigError(f"{name}: expected a number, got {_show(value)} (in {source})")
+        try:
+            number = float(number)
+        except OverflowError:  # an integer beyond float range
+            number = math.inf
+        if not math.isfinite(number):
+            raise ConfigError(f"{name}: expected a finite number, got {_show(value)} (in {source})")
+        return number
     if tp is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{name}: expected a string, got {value!r} (in {source})")
+            raise ConfigError(f"{name}: expected a string, got {_show(value)} (in {source})")
         return value
     raise ConfigError(f"{name}: unsupported config type {tp}")  # a bug in a config class, not in the YAML
+
+
+_SHORT = reprlib.Repr()
+_SHORT.maxstring, _SHORT.maxother, _SHORT.maxlevel = 80, 80, 3
+
+
+def _show(value: Any) -> str:
+    """repr for error messages, bounded: a YAML alias can make a value's full repr exponentially long."""
+    return _SHORT.repr(value)
+
+
+def _hashable(value: Any) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
@@ -162,3 +285,78 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 
 def dump_yaml(cfg: Any) -> str:
     return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+# Checks for `__post_init__`. Each raises "<field>: <what is allowed>, got <value>": the field relative to its own
+# dataclass (from_dict puts the path in front). They are written as "what is allowed", so NaN, which fails every
+# comparison, fails them all.
+
+def require(ok: bool, name: str, value: Any, allowed: str) -> None:
+    if not ok:
+        raise ConfigError(f"{name}: must be {allowed}, got {_show(value)}")
+
+
+def at_least(name: str, value: float, low: float, why: str = "") -> None:
+    require(value >= low, name, value, f">= {low}{why}")
+
+
+def positive(name: str, value: float, why: str = "") -> None:
+    require(value > 0, name, value, f"> 0{why}")
+
+
+def in_range(name: str, value: float, low: float, high: float, closed: str = "[]", why: str = "") -> None:
+    """``closed`` says which ends are included: "[]", "[)", "(]" or "()"."""
+    above = value >= low if closed[0] == "[" else value > low
+    below = value <= high if closed[1] == "]" else value < high
+    require(above and below, name, value, f"in {closed[0]}{low}, {high}{closed[1]}{why}")
+
+
+def seed_value(name: str, value: int) -> None:
+    """Seeds feed torch, numpy and Python's random; all take [0, 2**32)."""
+    require(0 <= value < 2**32, name, value, "in [0, 2**32)")
+
+
+def one_of(name: str, value: Any, choices: Iterable[str]) -> None:
+    choices = list(choices)
+    if not _hashable(value) or value not in choices:
+        raise ConfigError(f"{name}: {_show(value)} is not one of {', '.join(map(str, choices))}{did_you_mean(value, choices)}")
+
+
+def all_of(name: str, values: Iterable[Any], choices: Iterable[str], distinct: bool = True) -> None:
+    """Every entry of a list is a known name (and, with ``distinct``, none repeats)."""
+    values, choices = list(values), list(choices)
+    for i, value in enumerate(values):
+        if not _hashable(value) or value not in choices:
+            raise ConfigError(f"{name}[{i}]: {_show(value)} is not one of {', '.join(map(str, choices))}"
+                              f"{did_you_mean(value, choices)}")
+    if distinct and len(set(values)) != len(values):
+        raise ConfigError(f"{name}: {values} names an entry twice; give each once")
+
+
+def finite_numbers(cfg: Any) -> None:
+    """Refuse NaN and infinity in every float field (lists and mapping values included)."""
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        entries = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, (list, tuple)) \
+            else [(None, value)]
+        for key, entry in entries:
+            if isinstance(entry, float) and not math.isfinite(entry):
+                where = f.name if key is None else f"{f.name}.{key}" if isinstance(value, dict) else f"{f.name}[{key}]"
+                raise ConfigError(f"{where}: must be a finite number, got {entry!r}")
+
+
+def model_name(name: str, value: str) -> None:
+    """A model that cannot load here (models.registry.check_model_name) fails at load, not after its retries."""
+    from models.registry import ModelNotAvailableError, check_model_name
+
+    try:
+        check_model_name(value)
+    except ModelNotAvailableError as err:
+        raise ConfigError(f"{name}: {err}") from None
+
+
+def did_you_mean(value: Any, choices: Iterable[Any]) -> str:
+    """The suffix ". Did you mean 'x'?" for the closest choice, or "" when none is close."""
+    names = [str(c) for c in choices]
+    close = difflib.get_close_matches(str(value), names, n=1) if _hashable(value) else []
+    return f". Did you mean '{close[0]}'?" if close else ""

@@ -9,7 +9,7 @@ from typing import Literal
 import torch
 
 from models.cache import converted_folder
-from models.registry import OFFLINE_MODELS, ModelNotAvailableError
+from models.registry import OFFLINE_MODELS, ModelNotAvailableError, check_model_name
 
 Quantization = Literal["none", "int8", "bnb8", "bnb4"]
 
@@ -26,9 +26,13 @@ class ModelInfo:
 
 
 def resolve_model_path(name: str) -> str:
-    """An offline default's converted fp32 folder, else ``name`` itself (local folder or hub id)."""
+    """An offline default's converted fp32 folder, else ``name`` itself (local folder or hub id).
+
+    A name that cannot load here (see `check_model_name`) fails now, not after the hub's ~50 s of retries.
+    """
     if name in OFFLINE_MODELS:
         return str(converted_folder(OFFLINE_MODELS[name]))
+    check_model_name(name)
     return name
 
 

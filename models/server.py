@@ -4,118 +4,259 @@
 
 Then ``BackendConfig(kind="http", model="smollm2-135m-instruct", base_url="http://127.0.0.1:8000/v1")``.
 It serves ``GET /v1/models`` and ``POST /v1/completions`` with greedy decoding only (temperature 0;
-a missing temperature means 0),
-``echo`` + ``logprobs`` (prompt log-probs from one forward pass of the whole prompt), and vLLM's
-``min_tokens`` / ``ignore_eos``. Requests, and the prompts within one, run one at a time: the
-model is shared, the machines this targets have few cores, and unpadded rows keep it simple. Token strings tile the echoed text exactly (special tokens such as
-BOS are zero-width), so ``text_offset`` indexes into ``text`` as OpenAI documents.
+a missing temperature means 0), ``echo`` + ``logprobs`` (prompt log-probs from the first forward pass), and
+vLLM's ``min_tokens`` / ``ignore_eos``. Token strings tile the echoed text exactly (special tokens such as BOS
+are zero-width), so ``text_offset`` indexes into ``text`` as OpenAI documents.
+
+One client cannot hold the server: every request is held to `ServerLimits` (body size, prompts, tokens,
+``max_tokens``, ``logprobs``, a wall-clock time limit), refused with a 4xx naming the field and the limit, and
+the model lock is taken per forward pass, first come first served (`FairLock`), so a short request waits for
+one decoding step of each request ahead of it, not for whole generations. It listens on loopback unless told
+otherwise (`check_host`): it has no authentication and no TLS.
 """
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
+import math
+import re
+import socket
+import sys
 import threading
 import time
+import traceback
 import uuid
+from dataclasses import dataclass, fields, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import torch
 
 from models.backends.base import BackendConfig
 from models.backends.hf import HFBackend
+from models.backends.http import is_loopback_host
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    """What one request may ask of the server. A request past a limit gets a 4xx that names the field and the
+    limit; ``--limit NAME=VALUE`` raises one."""
+
+    max_body_bytes: int = 4 * 2**20
+    """Largest request body (its Content-Length), in bytes; a larger one gets 413 before a byte of it is read."""
+    max_prompts: int = 64
+    """Most prompts in one request's ``prompt`` list (the http backend sends ``batch_size`` per request)."""
+    max_prompt_tokens: int = 2048
+    """Most tokens in one prompt. An echo pass keeps prompt_tokens x vocab logits in memory (2048 x 262k float32
+    is 2 GiB for Gemma 3), so this also bounds memory. The model's own positions bound prompt + max_tokens too."""
+    max_tokens: int = 1024
+    """Largest ``max_tokens`` (and ``min_tokens``) a request may ask for."""
+    max_logprobs: int = 20
+    """Largest ``logprobs`` (top log-probs per token, vLLM's default cap); each adds one entry per token to the
+    reply, so an uncapped value can ask for the whole vocabulary at every token."""
+    request_timeout_s: float = 50.0
+    """Wall-clock seconds one request may take, waiting for its turn included; past it the request stops and
+    gets 503. Under the http backend's default timeout_s (60), so a client with default settings hears why."""
+    read_timeout_s: float = 10.0
+    """Seconds to wait for a client's next bytes (request line, headers, body): a client that stalls longer gets
+    408 and its connection is closed, so it cannot hold a thread."""
+    max_in_flight: int = 16
+    """Requests in progress at once; one more gets 503 at once (the http backend retries it after a backoff)."""
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value, is_float = getattr(self, f.name), f.type == "float"
+            number = isinstance(value, (int, float) if is_float else int) and not isinstance(value, bool)
+            if not number or not math.isfinite(value) or value <= 0:
+                raise ValueError(f"server limit {f.name}: must be a positive {'number' if is_float else 'integer'}, "
+                                 f"got {value!r}")
+
+
+def parse_limits(items: list[str], base: ServerLimits | None = None) -> ServerLimits:
+    """``["max_tokens=2048", ...]`` -> `ServerLimits`; an unknown name or a bad value names the field."""
+    names = {f.name: f for f in fields(ServerLimits)}
+    changes: dict[str, float | int] = {}
+    for item in items:
+        name, sep, raw = item.partition("=")
+        if not sep or name not in names:
+            raise ValueError(f"--limit {item!r}: expected NAME=VALUE with NAME one of {', '.join(names)}")
+        try:
+            changes[name] = float(raw) if names[name].type == "float" else int(raw)
+        except ValueError:
+            raise ValueError(f"--limit {name}: {raw!r} is not a number") from None
+    return replace(base or ServerLimits(), **changes)
+
+
+def check_host(host: str, allow_remote: bool) -> str | None:
+    """None for a loopback host. Any other host serves the model to other machines: a ValueError that says how
+    to proceed, or with ``allow_remote`` the warning to print. Names other than localhost count as remote."""
+    if is_loopback_host(host):
+        return None
+    where = "every network interface" if host in ("", "0.0.0.0", "::") else f"{host}"
+    risk = (f"--host {host!r} listens on {where}, so other machines can reach this server; it has no "
+            "authentication and no TLS, and anyone who reaches it can run the model")
+    if not allow_remote:
+        raise ValueError(f"{risk}. Keep the default --host 127.0.0.1 (from another machine, tunnel: "
+                         "ssh -L 8000:127.0.0.1:8000 HOST), or pass --allow-remote to serve anyway")
+    return f"{risk}; serving anyway because --allow-remote was given"
 
 
 class RequestError(Exception):
-    def __init__(self, message: str, status: int = 400, kind: str = "invalid_request_error"):
+    """A refused request: its HTTP status and the OpenAI error body's type and param (the field at fault)."""
+
+    def __init__(self, message: str, status: int = 400, kind: str = "invalid_request_error", param: str | None = None):
         super().__init__(message)
-        self.status, self.kind = status, kind
+        self.status, self.kind, self.param = status, kind, param
+
+    def payload(self) -> dict:
+        return {"error": {"message": str(self), "type": self.kind, "param": self.param, "code": None}}
+
+
+class FairLock:
+    """A first-come-first-served lock. `threading.Lock` is not fair: a thread that releases it and asks again
+    at once (its next decoding step) nearly always wins, so one long generation would starve everyone else."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._next = self._serving = 0
+
+    def __enter__(self):
+        with self._cond:
+            ticket, self._next = self._next, self._next + 1
+            self._cond.wait_for(lambda: self._serving == ticket)
+
+    def __exit__(self, *exc):
+        with self._cond:
+            self._serving += 1
+            self._cond.notify_all()
+
+
+@dataclass
+class Completion:
+    """A validated request: everything `CompletionEngine` needs to run it."""
+
+    prompts: list
+    ids: list[list[int]]
+    max_tokens: int
+    min_tokens: int
+    echo: bool
+    logprobs: int | None
 
 
 class CompletionEngine:
     """Turns a completions request into a response dict; knows nothing about HTTP."""
 
-    def __init__(self, backend: HFBackend):
+    def __init__(self, backend: HFBackend, limits: ServerLimits | None = None):
         self.backend, self.tok, self.model = backend, backend.tokenizer, backend.model
         self.name = backend.config.model
+        self.limits = limits or ServerLimits()
         eos = self.model.generation_config.eos_token_id
         eos = self.tok.eos_token_id if eos is None else eos
-        self.eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
+        self.eos_ids = sorted(set(eos if isinstance(eos, list) else [eos]) - {None})
         self.max_len = getattr(self.model.config.get_text_config(), "max_position_embeddings", None)
-        self.lock = threading.Lock()
+        self.vocab = self.model.get_input_embeddings().num_embeddings
+        # transformers renamed `past_key_values` to `cache` (5.2x); older releases know only the old name.
+        self.cache_kw = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
+        # Taken per forward pass, not per request: a request waits for one step of each request ahead of it,
+        # never for a whole generation. Holding it per request was simpler but let one max_tokens=8180 request
+        # block every client for minutes; request_timeout_s bounds what each request may spend in total.
+        self.lock = FairLock()
 
-    def complete(self, body: dict) -> dict:
-        prompts = self._prompts(body.get("prompt"))
-        max_tokens = _int(body, "max_tokens", 16)
-        min_tokens = max_tokens if body.get("ignore_eos") else min(_int(body, "min_tokens", 0), max_tokens)
-        logprobs = body.get("logprobs")
-        if logprobs is not None and (not isinstance(logprobs, int) or isinstance(logprobs, bool) or logprobs < 0):
-            raise RequestError("logprobs must be a non-negative integer or null")
-        if body.get("temperature", 0) not in (0, 0.0, None):
-            raise RequestError(f"temperature={body['temperature']} is not supported: this server decodes "
-                               "greedily only; send temperature=0")
-        if body.get("model") not in (None, self.name):
-            raise RequestError(f"model {body['model']!r} is not served here; this server serves {self.name!r}",
-                               404, "model_not_found")
-        for key, ok in (("stream", False), ("n", 1), ("best_of", 1), ("stop", None), ("suffix", None)):
-            if body.get(key, ok) not in (ok, [], ""):
-                raise RequestError(f"{key}={body[key]!r} is not supported by this server")
-        ids = [self.tok(p)["input_ids"] if isinstance(p, str) else p for p in prompts]
-        for row in ids:
-            if not row:
-                raise RequestError("a prompt is empty after tokenization")
-            if self.max_len and len(row) + max_tokens > self.max_len:
-                raise RequestError(f"prompt ({len(row)} tokens) + max_tokens ({max_tokens}) exceeds the "
-                                   f"model's {self.max_len} positions")
-        with self.lock, torch.no_grad():
-            choices = [self._choice(i, p, r, max_tokens, min_tokens, bool(body.get("echo")), logprobs)
-                       for i, (p, r) in enumerate(zip(prompts, ids))]
-        n_prompt, n_gen = sum(len(r) for r in ids), sum(c.pop("_generated") for c in choices)
+    def complete(self, body, deadline: float | None = None) -> dict:
+        req = self.parse(body)
+        deadline = time.monotonic() + self.limits.request_timeout_s if deadline is None else deadline
+        choices = [self._choice(i, p, r, req, deadline) for i, (p, r) in enumerate(zip(req.prompts, req.ids))]
+        n_prompt, n_gen = sum(len(r) for r in req.ids), sum(c.pop("_generated") for c in choices)
         return {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
                 "model": self.name, "choices": choices,
                 "usage": {"prompt_tokens": n_prompt, "completion_tokens": n_gen, "total_tokens": n_prompt + n_gen}}
 
+    def parse(self, body) -> Completion:
+        """Check every field the server reads; anything wrong is a `RequestError` (4xx), whatever its type."""
+        if not isinstance(body, dict):
+            raise RequestError(f"the request body must be a JSON object, got {type(body).__name__}")
+        limits = self.limits
+        max_tokens = _count(body, "max_tokens", min(16, limits.max_tokens), limits.max_tokens, "max_tokens")
+        ignore_eos, echo = _flag(body, "ignore_eos"), _flag(body, "echo")
+        min_tokens = max_tokens if ignore_eos else min(_count(body, "min_tokens", 0, limits.max_tokens, "max_tokens"),
+                                                       max_tokens)
+        logprobs = None if body.get("logprobs") is None else _count(body, "logprobs", 0, limits.max_logprobs,
+                                                                    "max_logprobs")
+        temperature = body.get("temperature")
+        if temperature is not None and (isinstance(temperature, bool) or not isinstance(temperature, (int, float))):
+            raise RequestError(f"temperature must be a number, got {_brief(temperature)}", param="temperature")
+        if temperature not in (None, 0):
+            raise RequestError(f"temperature={temperature} is not supported: this server decodes greedily only; "
+                               "send temperature=0", param="temperature")
+        model = body.get("model")
+        if model is not None and not isinstance(model, str):
+            raise RequestError(f"model must be a string, got {_brief(model)}", param="model")
+        if model not in (None, self.name):
+            raise RequestError(f"model {_brief(model)} is not served here; this server serves {self.name!r}",
+                               404, "model_not_found", "model")
+        for key, ok in (("stream", False), ("n", 1), ("best_of", 1), ("stop", None), ("suffix", None)):
+            value = body.get(key, ok)
+            if not (value is None or value is ok or (type(value) is type(ok) and value == ok) or value in ([], "")):
+                raise RequestError(f"{key}={_brief(value)} is not supported by this server", param=key)
+        prompts = self._prompts(body.get("prompt"))
+        ids = [self._tokenize(i, p) if isinstance(p, str) else p for i, p in enumerate(prompts)]
+        for i, row in enumerate(ids):
+            if not row:
+                raise RequestError(f"prompt {i} is empty after tokenization", param="prompt")
+            if len(row) > limits.max_prompt_tokens:
+                raise RequestError(_over(f"prompt {i} has {len(row)} tokens", limits.max_prompt_tokens,
+                                         "max_prompt_tokens"), param="prompt")
+            if self.max_len and len(row) + max_tokens > self.max_len:
+                raise RequestError(f"prompt {i} ({len(row)} tokens) + max_tokens ({max_tokens}) exceeds the "
+                                   f"model's {self.max_len} positions", param="max_tokens")
+        return Completion(prompts, ids, max_tokens, min_tokens, echo, logprobs)
+
     def _prompts(self, prompt) -> list:
         """OpenAI's four prompt shapes: str, [str], [int], [[int]]; returns a list of str or id lists."""
+        shapes = ("prompt must be a string, a list of strings, a list of token ids or a list of lists of token "
+                  "ids, and not empty")
         if isinstance(prompt, str):
             return [prompt]
-        if isinstance(prompt, list) and prompt:
-            if all(isinstance(p, str) for p in prompt):
-                return prompt
-            if all(isinstance(t, int) and not isinstance(t, bool) for t in prompt):
-                prompt = [prompt]
-            if all(isinstance(p, list) and p and all(isinstance(t, int) for t in p) for p in prompt):
-                vocab = self.model.get_input_embeddings().num_embeddings
-                if any(not 0 <= t < vocab for p in prompt for t in p):
-                    raise RequestError(f"token ids must lie in [0, {vocab})")
-                return prompt
-        raise RequestError("prompt must be a string, a list of strings, a list of token ids or a list of "
-                           "lists of token ids, and not empty")
+        if not isinstance(prompt, list) or not prompt:
+            raise RequestError(f"{shapes}; got {_brief(prompt)}", param="prompt")
+        if all(_is_id(t) for t in prompt):
+            prompt = [prompt]
+        if len(prompt) > self.limits.max_prompts:
+            raise RequestError(_over(f"prompt holds {len(prompt)} prompts", self.limits.max_prompts, "max_prompts"),
+                               param="prompt")
+        if all(isinstance(p, str) for p in prompt):
+            return prompt
+        if not all(isinstance(p, list) and p and all(_is_id(t) for t in p) for p in prompt):
+            raise RequestError(f"{shapes} (token ids are integers; true/false are not ids)", param="prompt")
+        if any(not 0 <= t < self.vocab for p in prompt for t in p):
+            raise RequestError(f"token ids must lie in [0, {self.vocab})", param="prompt")
+        return prompt
 
-    def _choice(self, index, prompt, ids, max_tokens, min_tokens, echo, logprobs) -> dict:
-        # One forward over the prompt gives the echoed log-probs and, for max_tokens=1 (the scoring
-        # request), the single greedy token, so scoring costs one pass instead of two.
-        need_prompt_pass = echo and logprobs is not None or max_tokens == 1
-        prompt_lp = self._prompt_pass(ids, min_tokens, logprobs or 0) if need_prompt_pass else None
-        if max_tokens == 0:
-            gen, gen_lp = [], []
-        elif max_tokens == 1:
-            gen, gen_lp = [prompt_lp["next"]], [prompt_lp["next_lp"]]
-        else:
-            gen, gen_lp = self._generate(ids, max_tokens, min_tokens, logprobs or 0)
+    def _tokenize(self, index: int, text: str) -> list[int]:
+        try:
+            return list(self.tok(text)["input_ids"])
+        except Exception as err:  # noqa: BLE001 - e.g. a lone surrogate ("\ud800") the tokenizer cannot encode
+            raise RequestError(f"prompt {index} cannot be tokenized: {type(err).__name__}", param="prompt") from None
+
+    def _choice(self, index, prompt, ids, req: Completion, deadline: float) -> dict:
+        want_prompt_lp = req.echo and req.logprobs is not None
+        prompt_lp, gen, gen_lp = None, [], []
+        if req.max_tokens or want_prompt_lp:
+            prompt_lp, gen, gen_lp = self._decode(ids, req, want_prompt_lp, deadline)
         finish = "length"
         if any(t in self.eos_ids for t in gen):  # stop text at EOS, as HF's skip_special_tokens would
             cut = next(i for i, t in enumerate(gen) if t in self.eos_ids)
             gen, gen_lp, finish = gen[:cut], gen_lp[:cut], "stop"
         prompt_text = prompt if isinstance(prompt, str) else self.tok.decode(ids)
         gen_text = self.tok.decode(gen, skip_special_tokens=True)
-        choice = {"index": index, "text": (prompt_text if echo else "") + gen_text, "logprobs": None,
+        choice = {"index": index, "text": (prompt_text if req.echo else "") + gen_text, "logprobs": None,
                   "finish_reason": finish, "_generated": len(gen)}
-        if logprobs is not None:
+        if req.logprobs is not None:
             pieces, values, tops = [], [], []
-            if echo:
+            if req.echo:
                 pieces += self._pieces(prompt, ids)
-                values += prompt_lp["values"]
-                tops += prompt_lp["tops"]
+                values += prompt_lp[0]
+                tops += prompt_lp[1]
             pieces += _decode_pieces(self.tok, gen, skip_special=True)
             values += [lp for lp, _ in gen_lp]
             tops += [top for _, top in gen_lp]
@@ -124,27 +265,55 @@ class CompletionEngine:
                 offsets.append(pos)
                 pos += len(piece)
             choice["logprobs"] = {"tokens": pieces, "token_logprobs": values, "text_offset": offsets,
-                                  "top_logprobs": tops if logprobs > 0 else None}
+                                  "top_logprobs": tops if req.logprobs > 0 else None}
         return choice
 
-    def _prompt_pass(self, ids, min_tokens, top_k) -> dict:
-        logp = torch.log_softmax(self.model(input_ids=torch.tensor([ids], device=self.backend.device)).logits[0].float(), -1)
-        values = [None] + [float(logp[i - 1, t]) for i, t in enumerate(ids) if i > 0]
-        tops = [None] + [self._top(logp[i - 1], top_k) for i in range(1, len(ids))]
-        last = logp[-1].clone()
-        if min_tokens > 0:  # EOS may not come first, as with HF's min_new_tokens
-            last[list(self.eos_ids)] = float("-inf")
-        nxt = int(last.argmax())
-        return {"values": values, "tops": tops, "next": nxt, "next_lp": (float(logp[-1, nxt]), self._top(logp[-1], top_k))}
+    def _decode(self, ids, req: Completion, want_prompt_lp: bool, deadline: float):
+        """Greedy decoding one forward pass at a time with the KV cache, as HF's greedy `generate` does; the
+        first pass also gives the echoed prompt log-probs. Returns (prompt (values, tops) or None, tokens,
+        [(log-prob, top log-probs)] per token); the log-probs are of the raw logits, as vLLM reports them."""
+        top_k = req.logprobs or 0
+        out = self._forward(ids, None, 0 if want_prompt_lp else 1, deadline)
+        prompt_lp = self._prompt_logprobs(ids, out.logits[0], top_k) if want_prompt_lp else None
+        cache, logits = self._cache(out), out.logits[0, -1].float()
+        gen, gen_lp = [], []
+        while len(gen) < req.max_tokens:
+            scores = logits
+            if len(gen) < req.min_tokens:  # EOS may not come yet, as with HF's min_new_tokens
+                scores = logits.clone()
+                scores[self.eos_ids] = float("-inf")
+            token = int(scores.argmax())
+            logp = torch.log_softmax(logits, -1)
+            gen.append(token)
+            gen_lp.append((float(logp[token]), self._top(logp, top_k)))
+            if token in self.eos_ids or len(gen) == req.max_tokens:
+                break
+            out = self._forward([token], cache, 1, deadline)
+            cache, logits = self._cache(out), out.logits[0, -1].float()
+        return prompt_lp, gen, gen_lp
 
-    def _generate(self, ids, max_tokens, min_tokens, top_k):
-        out = self.model.generate(input_ids=torch.tensor([ids], device=self.backend.device), max_new_tokens=max_tokens,
-                                  min_new_tokens=min_tokens or None, do_sample=False, pad_token_id=self.backend.pad_id,
-                                  output_logits=True, return_dict_in_generate=True)
-        gen = out.sequences[0, len(ids):].tolist()
-        # Raw logits, not the processed scores: min_tokens sets EOS to -inf there, vLLM reports raw ones.
-        lps = [torch.log_softmax(step[0].float(), -1) for step in out.logits]
-        return gen, [(float(lp[t]), self._top(lp, top_k)) for t, lp in zip(gen, lps)]
+    def _forward(self, ids: list[int], cache, logits_to_keep: int, deadline: float):
+        with self.lock, torch.no_grad():
+            if time.monotonic() > deadline:
+                raise RequestError(f"the request ran past this server's time limit of request_timeout_s="
+                                   f"{self.limits.request_timeout_s:g} s (waiting for its turn included); ask for "
+                                   "fewer tokens or prompts, or start the server with a larger "
+                                   "--limit request_timeout_s=SECONDS", 503, "timeout")
+            return self.model(input_ids=torch.tensor([ids], device=self.backend.device), use_cache=True,
+                              logits_to_keep=logits_to_keep, **{self.cache_kw: cache})
+
+    @staticmethod
+    def _cache(out):
+        return out.cache if hasattr(out, "cache") else out.past_key_values
+
+    def _prompt_logprobs(self, ids, logits, top_k) -> tuple[list, list]:
+        values, tops = [None], [None]
+        for start in range(0, len(ids) - 1, 256):  # slices, so log-softmax never copies the whole prompt x vocab
+            logp = torch.log_softmax(logits[start : min(start + 256, len(ids) - 1)].float(), -1)
+            targets = torch.tensor(ids[start + 1 : start + 1 + len(logp)], device=logp.device)
+            values += logp.gather(1, targets[:, None])[:, 0].tolist()
+            tops += [self._top(row, top_k) for row in logp]
+        return values, tops
 
     def _top(self, logp, k):
         if k <= 0:
@@ -178,17 +347,67 @@ def _decode_pieces(tok, ids, skip_special: bool) -> list[str]:
     return pieces
 
 
-def _int(body: dict, key: str, default: int) -> int:
+def _is_id(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _brief(value) -> str:
+    """A short repr of client data for an error message (a client may send megabytes)."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _over(what: str, limit: int, limit_name: str) -> str:
+    return (f"{what}, over this server's limit of {limit} ({limit_name}); send less, or start the server with "
+            f"--limit {limit_name}=N")
+
+
+def _count(body: dict, key: str, default: int, limit: int, limit_name: str) -> int:
+    """A non-negative integer field, at most ``limit``."""
     value = body.get(key, default)
     if value is None:
         return default
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise RequestError(f"{key} must be a non-negative integer, got {value!r}")
+    if not _is_id(value) or value < 0:
+        raise RequestError(f"{key} must be a non-negative integer, got {_brief(value)}", param=key)
+    if value > limit:
+        raise RequestError(_over(f"{key}={value}", limit, limit_name), param=key)
     return value
+
+
+def _flag(body: dict, key: str) -> bool:
+    value = body.get(key)
+    if value is not None and not isinstance(value, bool):
+        raise RequestError(f"{key} must be true or false, got {_brief(value)}", param=key)
+    return bool(value)
+
+
+def content_length(values: list[str] | None, limit: int) -> int:
+    """The body size a request declares, or a `RequestError`: missing (411), not a plain non-negative integer,
+    or given twice with different values (400), or over ``limit`` (413). ``rfile.read(-1)`` would read until the
+    client hangs up, which is why a negative length must never reach it."""
+    if not values:
+        raise RequestError("Content-Length is missing; send the JSON body with a Content-Length header "
+                           "(chunked bodies are not supported)", 411)
+    raw = {v.strip() for v in values}
+    if len(raw) > 1:
+        raise RequestError(f"Content-Length is given {len(values)} times with different values", 400)
+    text = raw.pop()
+    if not re.fullmatch(r"[0-9]+", text):
+        raise RequestError(f"Content-Length must be a non-negative integer number of bytes, got {_brief(text)}")
+    size = int(text) if len(text) <= 30 else limit + 1  # int() refuses over 4300 digits; any such size is too big
+    if size > limit:
+        raise RequestError(f"the request body is {size} bytes, over this server's limit of {limit} bytes "
+                           f"(max_body_bytes); send less, or start the server with --limit max_body_bytes=N",
+                           413, param="max_body_bytes")
+    return size
 
 
 class _Handler(BaseHTTPRequestHandler):
     server: "CompletionServer"
+
+    def setup(self):
+        self.timeout = self.server.engine.limits.read_timeout_s  # every socket read; a stalled client gets dropped
+        super().setup()
 
     def do_GET(self):  # noqa: N802 - http.server's naming
         if self.path.rstrip("/") == "/v1/models":
@@ -198,32 +417,76 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):  # noqa: N802
         self.server.request_count += 1
-        if self.path.rstrip("/") != "/v1/completions":
-            return self._error(RequestError(f"no route POST {self.path}; try /v1/completions", 404, "not_found"))
+        self.body_read = False
         try:
-            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"null")
-        except ValueError as err:
-            return self._error(RequestError(f"the request body is not valid JSON: {err}"))
-        try:
-            if not isinstance(body, dict):
-                raise RequestError("the request body must be a JSON object")
-            self._send(200, self.server.engine.complete(body))
+            if self.path.rstrip("/") != "/v1/completions":
+                raise RequestError(f"no route POST {self.path}; try /v1/completions", 404, "not_found")
+            body = self._read_json()
+            if not self.server.slots.acquire(blocking=False):
+                raise RequestError(f"the server is busy: {self.server.engine.limits.max_in_flight} requests are in "
+                                   "progress (max_in_flight); retry after a pause", 503, "server_busy")
+            try:
+                reply = self.server.engine.complete(body)
+            finally:
+                self.server.slots.release()
         except RequestError as err:
             self._error(err)
-        except Exception as err:  # noqa: BLE001 - report it to the client rather than drop the connection
-            self.log_error("completion failed: %r", err)
-            self._error(RequestError(f"internal error: {err!r}", 500, "server_error"))
+            return None if self.body_read else self._linger()
+        except Exception:  # noqa: BLE001 - a bug: log it here, and do not hand internals to the client
+            self.log_error("completion failed:\n%s", traceback.format_exc())
+            return self._error(RequestError("internal server error; the server's log has the traceback", 500,
+                                            "server_error"))
+        self._send(200, reply)
+
+    def _read_json(self):
+        if self.headers.get("Transfer-Encoding"):
+            raise RequestError("Transfer-Encoding is not supported; send the body with a Content-Length header", 411)
+        size = content_length(self.headers.get_all("Content-Length"), self.server.engine.limits.max_body_bytes)
+        try:
+            raw = self.rfile.read(size)
+        except TimeoutError:
+            raise RequestError(f"the body did not arrive within read_timeout_s={self.server.engine.limits.read_timeout_s:g} "
+                               "s", 408, param="read_timeout_s") from None
+        self.body_read = True
+        if len(raw) < size:
+            raise RequestError(f"the body ended after {len(raw)} of the {size} bytes its Content-Length announced")
+        try:
+            return json.loads(raw)
+        except (ValueError, RecursionError) as err:  # bad UTF-8 is a ValueError; deep nesting, RecursionError
+            raise RequestError(f"the request body is not valid JSON: {str(err)[:200]}") from None
+
+    def _linger(self):
+        """After refusing a body it did not read: end our side, then drain for a moment, since closing a socket
+        with unread bytes resets the connection, and the client may lose the error before reading it."""
+        try:
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_WR)
+            self.connection.settimeout(0.2)
+            until = time.monotonic() + 2.0
+            while time.monotonic() < until and self.connection.recv(65536):
+                pass
+        except OSError:
+            pass
 
     def _error(self, err: RequestError):
-        self._send(err.status, {"error": {"message": str(err), "type": err.kind}})
+        if err.status >= 500 or self.server.verbose:
+            self.log_message("%s -> %d: %s", self.requestline, err.status, err)
+        # The body may be unread (a refused Content-Length): close rather than parse its bytes as a request.
+        self.close_connection = True
+        self._send(err.status, err.payload())
 
     def _send(self, status: int, payload: dict):
         data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            if self.close_connection:
+                self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):  # the client left; nothing to tell it
+            self.close_connection = True
 
     def log_message(self, fmt, *args):  # quiet by default; errors still go through log_error
         if self.server.verbose:
@@ -239,29 +502,42 @@ class CompletionServer(ThreadingHTTPServer):
     def __init__(self, address, engine: CompletionEngine, verbose: bool = False):
         super().__init__(address, _Handler)
         self.engine, self.verbose, self.request_count = engine, verbose, 0
+        self.slots = threading.BoundedSemaphore(engine.limits.max_in_flight)
 
 
-def serve_in_thread(backend_or_model: HFBackend | str, port: int = 0, host: str = "127.0.0.1"):
+def serve_in_thread(backend_or_model: HFBackend | str, port: int = 0, host: str = "127.0.0.1",
+                    limits: ServerLimits | None = None, allow_remote: bool = False):
     """Start a server on a background thread; returns ``(server, base_url)``. Stop with ``server.shutdown()``."""
+    check_host(host, allow_remote)
     backend = backend_or_model
     if isinstance(backend, str):
         backend = HFBackend(BackendConfig(kind="hf", model=backend))
-    server = CompletionServer((host, port), CompletionEngine(backend))
+    server = CompletionServer((host, port), CompletionEngine(backend, limits))
     threading.Thread(target=server.serve_forever, daemon=True, name="completions-server").start()
     return server, f"http://{host}:{server.server_address[1]}/v1"
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Raises ValueError for a remote --host without --allow-remote, or a bad --limit (before the model loads)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="smollm2-135m-instruct", help="offline name, local folder or hub id")
-    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: loopback only)")
+    parser.add_argument("--allow-remote", action="store_true",
+                        help="allow a --host other machines can reach (no authentication, no TLS)")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--quantize", default="none", choices=["none", "int8", "bnb8", "bnb4"])
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--limit", action="append", default=[], metavar="NAME=VALUE",
+                        help=f"raise or lower a request limit; NAME is one of "
+                             f"{', '.join(f.name for f in fields(ServerLimits))}")
     parser.add_argument("--verbose", action="store_true", help="log every request")
     args = parser.parse_args(argv)
+    limits = parse_limits(args.limit)
+    warning = check_host(args.host, args.allow_remote)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
     backend = HFBackend(BackendConfig(kind="hf", model=args.model, quantize=args.quantize, device=args.device))
-    server = CompletionServer((args.host, args.port), CompletionEngine(backend), verbose=args.verbose)
+    server = CompletionServer((args.host, args.port), CompletionEngine(backend, limits), verbose=args.verbose)
     print(f"serving {args.model} on http://{args.host}:{server.server_address[1]}/v1", flush=True)
     try:
         server.serve_forever()
@@ -272,4 +548,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except ValueError as err:
+        sys.exit(f"python -m models.server: error: {err}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Optional
 
-from configs.loader import ConfigError
+from configs.loader import ConfigError, at_least, did_you_mean, finite_numbers, in_range, model_name, positive, seed_value
 
 
 @dataclass
@@ -35,6 +35,7 @@ class PCDConfig:
     """Module names in S that get LoRA."""
 
     def __post_init__(self) -> None:
+        finite_numbers(self)
         if self.k < 1:
             raise ConfigError(f"k: must be >= 1, got {self.k}")
         if self.n_concepts < 1:
@@ -50,6 +51,13 @@ class PCDConfig:
             raise ConfigError(f"aux_coef: must be >= 0, got {self.aux_coef}")
         if self.k_aux < 1:
             raise ConfigError(f"k_aux: must be >= 1, got {self.k_aux}")
+        at_least("dead_after_tokens", self.dead_after_tokens, 1)
+        at_least("lora_rank", self.lora_rank, 1)
+        positive("lora_alpha", self.lora_alpha)
+        in_range("lora_dropout", self.lora_dropout, 0.0, 1.0, "[)")
+        if not self.lora_targets:
+            raise ConfigError("lora_targets: empty; name the modules of S that get LoRA, e.g. [q_proj, v_proj]")
+        model_name("subject_model", self.subject_model)
 
 
 @dataclass
@@ -91,12 +99,24 @@ class CorpusConfig:
     """Share of windows held out for evaluation and labelling."""
 
     def __post_init__(self) -> None:
+        finite_numbers(self)
         if not 0.0 < self.heldout_fraction < 1.0:
             raise ConfigError(f"heldout_fraction: must be in (0, 1), got {self.heldout_fraction}")
         if self.max_windows < 2:
             raise ConfigError(f"max_windows: must be >= 2, got {self.max_windows}")
         if self.path is None and not self.sources:
             raise ConfigError("sources: give at least one built-in corpus, or set corpus.path")
+        if self.path is None:
+            from pcd.corpus import BUILTIN_SOURCES  # imports this module, so not at the top
+
+            for source in self.sources:
+                if source not in BUILTIN_SOURCES:
+                    raise ConfigError(f"sources: unknown source {source!r}; built-in ones are {sorted(BUILTIN_SOURCES)} "
+                                      f"(or set corpus.path to a local file){did_you_mean(source, BUILTIN_SOURCES)}")
+            if len(set(self.sources)) != len(self.sources):
+                raise ConfigError(f"sources: {self.sources} names a corpus twice")
+        if not self.text_field:
+            raise ConfigError("text_field: empty; name the column that holds the text (e.g. text)")
 
 
 @dataclass
@@ -141,11 +161,22 @@ class TrainConfig:
     """Controls trained on the same budget: concepts zeroed, and the un-bottlenecked activations."""
 
     def __post_init__(self) -> None:
+        finite_numbers(self)
         for name in ("steps", "batch_size", "grad_accum", "eval_every", "checkpoint_every", "log_every", "eval_windows"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}: must be >= 1, got {getattr(self, name)}")
-        if self.lr <= 0:
+        if not self.lr > 0:
             raise ConfigError(f"lr: must be > 0, got {self.lr}")
+        if self.encoder_lr is not None:
+            positive("encoder_lr", self.encoder_lr, " (or null for lr)")
+        at_least("weight_decay", self.weight_decay, 0.0)
+        at_least("warmup_steps", self.warmup_steps, 0)
+        in_range("min_lr_ratio", self.min_lr_ratio, 0.0, 1.0, why=" (the cosine floor as a fraction of lr)")
+        at_least("grad_clip", self.grad_clip, 0.0, " (0 turns clipping off)")
+        at_least("threads", self.threads, 0, " (0 = torch's default)")
+        seed_value("seed", self.seed)
+        if len(set(self.baselines)) != len(self.baselines):
+            raise ConfigError(f"baselines: {self.baselines} names a control twice")
         if self.warmup_steps >= self.steps:
             raise ConfigError(f"warmup_steps: {self.warmup_steps} must be below steps={self.steps}")
 

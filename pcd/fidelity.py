@@ -15,7 +15,7 @@ import torch
 from rich.console import Console
 from torch import nn
 
-from configs.loader import ConfigError
+from configs.loader import ConfigError, model_name, seed_value
 from pcd.examples import split_by_window
 from pcd.labelling import _labelling_windows, _read_and_encode, _score_labels, free_negatives
 from pcd.labels_config import LabelConfig
@@ -61,6 +61,8 @@ class FidelityConfig:
             )
         if self.simulator_method not in ("likelihood", "yes_no"):
             raise ConfigError(f"simulator_method: must be likelihood or yes_no, got {self.simulator_method!r}")
+        seed_value("seed", self.seed)
+        model_name("simulator_model", self.simulator_model)
 
     def label_config(self) -> LabelConfig:
         return LabelConfig(

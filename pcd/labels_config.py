@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from configs.loader import ConfigError
+from configs.loader import ConfigError, at_least, finite_numbers, model_name, seed_value
 from pcd.output_labels import KINDS
 
 
@@ -63,6 +63,7 @@ class LabelConfig:
     """torch threads; 0 keeps torch's default."""
 
     def __post_init__(self) -> None:
+        finite_numbers(self)
         if self.kind not in KINDS:
             raise ConfigError(f"kind: {self.kind!r} must be one of {', '.join(KINDS)}")
         if not 0.0 <= self.output_min_p <= 1.0:
@@ -76,6 +77,13 @@ class LabelConfig:
                 f"min_examples: {self.min_examples} must be >= score_positives={self.score_positives}, "
                 "or some labelled concepts would lack positives to score"
             )
+        at_least("label_windows", self.label_windows, 2, " (odd windows are scored, even ones explained)")
+        at_least("context_after", self.context_after, 0)
+        at_least("threads", self.threads, 0, " (0 = torch's default)")
+        seed_value("seed", self.seed)
+        if self.labeller == "lm":
+            model_name("explainer_model", self.explainer_model)
+        model_name("simulator_model", self.simulator_model)
 
 
 @dataclass

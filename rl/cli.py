@@ -20,8 +20,12 @@ from pathlib import Path
 DEFAULT_EVAL_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "eval" / "eval.yaml"
 
 
+FORCE_HELP = "if --out holds another run or other files, move it aside to OUT.old-N first (nothing is deleted)"
+
+
 def _add_run_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=None, help="run folder (config.yaml, metrics.jsonl, summary.json)")
+    parser.add_argument("--force", action="store_true", help=FORCE_HELP)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,17 +75,23 @@ def build_parser() -> argparse.ArgumentParser:
     swp.add_argument("--dry-run", action="store_true", help="print the trials (name and overrides) and run nothing")
     swp.add_argument("--launcher", choices=["local", "ray"], default=None, help="overrides the config's launcher")
     swp.add_argument("--out", type=Path, default=None, help="sweep folder (overrides the config's out)")
+    swp.add_argument("--force", action="store_true", help=FORCE_HELP)
 
     qs = verbs.add_parser("quickstart", help="the whole pipeline on the default models, every stage cached: "
                                              "pretrain, label, data, GRPO, eval; prints the table")
     qs.add_argument("--config", type=Path, default=None, help="YAML config (default: configs/quickstart.yaml)")
     qs.add_argument("--out", type=Path, default=None, help="folder for the stage run folders (default: runs/quickstart)")
+    qs.add_argument("--force", action="store_true", help=FORCE_HELP)
 
     serve = verbs.add_parser("serve", help="serve a model as an OpenAI-compatible completions endpoint (loopback)")
     serve.add_argument("--model", default="smollm2-135m-instruct", help="offline name, local folder or hub id")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--quantize", default="none", choices=["none", "int8", "bnb8", "bnb4"])
+    serve.add_argument("--allow-remote", action="store_true",
+                       help="allow a --host other machines can reach (the server has no authentication and no TLS)")
+    serve.add_argument("--limit", action="append", default=[], metavar="NAME=VALUE",
+                       help="change a request limit (docs/judge.md), e.g. --limit max_tokens=2048")
     return parser
 
 
@@ -119,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
             from models.server import main as serve_main
 
             return serve_main(["--model", args.model, "--host", args.host, "--port", str(args.port),
-                               "--quantize", args.quantize])
+                               "--quantize", args.quantize, *(["--allow-remote"] if args.allow_remote else []),
+                               *[f"--limit={item}" for item in args.limit]])
     except (ConfigError, ModelNotAvailableError, BackendError, ValueError, FileNotFoundError, FloatingPointError) as err:
         if os.environ.get("PCDRL_DEBUG") == "1":
             raise  # the full traceback, for bug reports
@@ -137,21 +148,40 @@ def main(argv: list[str] | None = None) -> int:
     return 1
 
 
-def _refuse_existing(out: Path, resume: bool) -> None:
-    if not resume and (out / "checkpoints").exists():
-        raise ValueError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
+def _claim_out(args, out: Path, inputs: list) -> None:
+    """--force: move a non-empty --out aside (never delete it) so that the run starts in an empty folder."""
+    from configs.rundir import claim_out
+
+    aside = claim_out(out, args.force, getattr(args, "resume", False), inputs)
+    if aside is not None:
+        print(f"pcdrl {args.verb}: moved {out} aside to {aside} (nothing was deleted)", file=sys.stderr)
+
+
+def _check_resume(out: Path, resume: bool) -> None:
+    from pcd.train_state import check_resume
+
+    warning = check_resume(out, resume)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
+
+
+# Sweep fields that say how trials run, not what they compute: a rerun may change them.
+SWEEP_RUNTIME_FIELDS = ("parallel", "launcher", "ray_address", "threads_per_trial", "out")
 
 
 def _pretrain(args) -> int:
     import json
 
     from configs.loader import load_config
+    from configs.rundir import check_out
     from pcd.config import PretrainRunConfig
     from pcd.pretrain import pretrain
 
     cfg = load_config(PretrainRunConfig, args.config, args.overrides)
     out = args.out or Path("runs") / f"pretrain-{args.config.stem}"
-    _refuse_existing(out, args.resume)
+    _claim_out(args, out, [args.config])
+    check_out(out, "pcdrl pretrain", cfg)
+    _check_resume(out, args.resume)
     summary = pretrain(cfg, out, resume=args.resume)
     print(json.dumps(summary, indent=2))
     print(f"PCD checkpoint: {out / 'pcd'}", file=sys.stderr)
@@ -162,11 +192,14 @@ def _label(args) -> int:
     import json
 
     from configs.loader import load_config
+    from configs.rundir import check_out
     from pcd.labels_config import LabelRunConfig
     from pcd.labelling import label_checkpoint
 
     cfg = load_config(LabelRunConfig, args.config, args.overrides)
     out = args.out or args.checkpoint.parent / "label"
+    _claim_out(args, out, [args.checkpoint, args.config])
+    check_out(out, f"pcdrl label {args.checkpoint}", cfg)
     summary = label_checkpoint(args.checkpoint, cfg, out)
     print(json.dumps(summary, indent=2))
     return 0
@@ -178,9 +211,12 @@ def _data_build(args) -> int:
     from behaviors.build import build_dataset
     from behaviors.config import DataBuildConfig
     from configs.loader import load_config
+    from configs.rundir import check_out
 
     cfg = load_config(DataBuildConfig, args.config, args.overrides)
     out = args.out or Path("runs") / f"data-{args.config.stem}"
+    _claim_out(args, out, [args.config])
+    check_out(out, "pcdrl data build", cfg)
     summary = build_dataset(cfg, out)
     print(json.dumps({k: summary[k] for k in ("n_items", "splits", "counts", "always_no_accuracy",
                                               "dropped_attributes", "option_overlap", "distractor_sources",
@@ -191,12 +227,15 @@ def _data_build(args) -> int:
 
 def _judge_eval(args) -> int:
     from configs.loader import load_config
+    from configs.rundir import check_out
     from rl.judge_eval import judge_eval
     from rl.judge_eval_config import JudgeEvalConfig
     from rl.tables import judge_eval_table
 
     cfg = load_config(JudgeEvalConfig, args.config, args.overrides)
     out = args.out or Path("runs") / f"judge-eval-{args.config.stem}"
+    _claim_out(args, out, [args.config])
+    check_out(out, "pcdrl judge-eval", cfg)
     summary = judge_eval(cfg, out)
     print(judge_eval_table(summary))
     print(f"summary: {out / 'summary.json'}", file=sys.stderr)
@@ -205,6 +244,7 @@ def _judge_eval(args) -> int:
 
 def _eval(args) -> int:
     from configs.loader import load_config
+    from configs.rundir import check_out
     from rl.eval import evaluate
     from rl.eval_config import EvalConfig
     from rl.tables import eval_table
@@ -215,6 +255,8 @@ def _eval(args) -> int:
     overrides = [str(p) for p in args.runs if p not in runs] + args.overrides
     cfg = load_config(EvalConfig, args.config or DEFAULT_EVAL_CONFIG, overrides)
     out = args.out or (runs[0] / "eval" if len(runs) == 1 else Path("runs") / f"eval-{runs[0].name}")
+    _claim_out(args, out, [*runs, args.config])
+    check_out(out, "pcdrl eval", cfg)  # the runs evaluated are compared too, once eval has found their checkpoints
     summary = evaluate(runs, cfg, out)
     print(eval_table(summary))
     print(f"report: {out / 'report.html'} (summary: {out / 'summary.json'})", file=sys.stderr)
@@ -229,6 +271,7 @@ def _quickstart(args) -> int:
 
     default = Path(__file__).resolve().parent.parent / "configs" / "quickstart.yaml"
     cfg = load_config(QuickstartConfig, args.config or default, args.overrides + ([f"out={args.out}"] if args.out else []))
+    _claim_out(args, Path(cfg.out), [args.config])
     result = quickstart(cfg)
     print(eval_table(result["eval"]))
     print(_quickstart_verdict(result["eval"], result["judged_explanations"]))
@@ -255,12 +298,15 @@ def _train(args) -> int:
     import json
 
     from configs.loader import load_config
+    from configs.rundir import check_out
     from rl.train_config import RLTrainConfig
-    from rl.trainer import train
+    from rl.trainer import RESUMABLE_CHANGES, train
 
     cfg = load_config(RLTrainConfig, args.config, args.overrides)
     out = args.out or Path("runs") / f"train-{args.config.stem}"
-    _refuse_existing(out, args.resume)
+    _claim_out(args, out, [args.config, cfg.pcd, cfg.data])
+    check_out(out, "pcdrl train", cfg, RESUMABLE_CHANGES)
+    _check_resume(out, args.resume)
     print(json.dumps(train(cfg, out, resume=args.resume), indent=2))
     return 0
 
@@ -268,11 +314,15 @@ def _train(args) -> int:
 def _sweep(args) -> int:
     import shlex
 
+    from configs.rundir import check_saved_config
     from rl.sweep import run_sweep, trials
     from rl.sweep_config import load_sweep_config
 
     flags = ([f"launcher={args.launcher}"] if args.launcher else []) + ([f"out={args.out}"] if args.out else [])
     cfg = load_sweep_config(args.config, [*args.overrides, *flags])
+    if not args.dry_run:
+        _claim_out(args, Path(cfg.out), [args.config, cfg.base])
+        check_saved_config(Path(cfg.out), "sweep.yaml", cfg, SWEEP_RUNTIME_FIELDS, "pcdrl sweep")
     if args.dry_run:
         plan = trials(cfg)
         for trial in plan:

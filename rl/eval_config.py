@@ -3,12 +3,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from configs.loader import ConfigError
+from configs.loader import ConfigError, all_of, at_least, finite_numbers, one_of, seed_value
 from pcd.fidelity import FidelityConfig
 from simulators.config import JudgeConfig
 
 ROWS = ("prior", "random", "pretrained", "rl", "oracle")
 CONTROLS = ("shuffled_labels", "paraphrased_labels", "fidelity")
+SPLITS = ("train", "test")
 
 
 @dataclass
@@ -44,6 +45,8 @@ class EvalConfig:
     """torch threads (0 = torch's default; 1 on a shared 2-core machine)."""
 
     def __post_init__(self) -> None:
+        finite_numbers(self)
+        one_of("split", self.split, SPLITS)
         unknown = [r for r in self.rows if r not in ROWS]
         if unknown:
             raise ConfigError(f"rows: unknown row(s) {unknown}; choose from {list(ROWS)}")
@@ -60,3 +63,7 @@ class EvalConfig:
                 raise ConfigError(f"{name}: must be >= 0, got {getattr(self, name)}")
         if self.items_per_call < 1 or self.bootstrap_resamples < 100:
             raise ConfigError("items_per_call must be >= 1 and bootstrap_resamples >= 100")
+        at_least("threads", self.threads, 0, " (0 = torch's default)")
+        seed_value("seed", self.seed)
+        if self.judges:  # empty: the run's own judges, known only when the run is read
+            all_of("control_judges", self.control_judges, names)

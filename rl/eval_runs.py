@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from configs.loader import ConfigError, load_config
-from pcd.train_state import latest_checkpoint
+from pcd.train_state import CheckpointError, latest_checkpoint
 from rl.train_config import RLTrainConfig
 
 EXPECTED = ("a `pcdrl train` run folder: config.yaml (written by pcdrl train) and "
@@ -41,7 +41,10 @@ def find_run(path: str | Path) -> RunRef:
     if (path / "trainable.safetensors").is_file() and path.parent.name == "checkpoints":
         run, checkpoint = path.parent.parent, path
     else:
-        run, checkpoint = path, latest_checkpoint(path / "checkpoints")
+        try:  # a dangling latest.txt falls back to the newest complete checkpoint, with a warning
+            run, checkpoint = path, latest_checkpoint(path / "checkpoints")
+        except CheckpointError as err:
+            raise NotARunError(f"{path} has no checkpoint to evaluate: {err.fact}") from None
     found = sorted(p.name for p in run.iterdir()) if run.is_dir() else []
     if not (run / "config.yaml").is_file() or "pcdrl train" not in (run / "config.yaml").read_text().split("\n")[0]:
         raise NotARunError(f"{run} is not a pcdrl train run (it has: {', '.join(found) or 'nothing'}); "

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from configs.loader import ConfigError
+from configs.loader import ConfigError, at_least, finite_numbers, one_of, seed_value
 from models.backends.base import BackendConfig
 from simulators.config import JudgeConfig
 
@@ -45,6 +45,8 @@ class JudgeEvalConfig:
     """torch threads (0 = leave torch's default; set 1 on a shared 2-core machine)."""
 
     def __post_init__(self) -> None:
+        finite_numbers(self)
+        one_of("split", self.split, ("train", "test"))
         unknown = [r for r in self.rows if r not in ROWS]
         if unknown:
             raise ConfigError(f"rows: unknown row(s) {unknown}; choose from {list(ROWS)}")
@@ -53,3 +55,8 @@ class JudgeEvalConfig:
         names = [j.name for j in self.judges]
         if len(set(names)) != len(names) or not names:
             raise ConfigError(f"judges: need at least one judge, with distinct names (got {names})")
+        at_least("max_items_per_family", self.max_items_per_family, 0, " (0 = all)")
+        at_least("items_per_call", self.items_per_call, 1)
+        at_least("bootstrap_resamples", self.bootstrap_resamples, 100, " (fewer make the 95% intervals noise)")
+        at_least("threads", self.threads, 0, " (0 = torch's default)")
+        seed_value("seed", self.seed)

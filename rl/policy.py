@@ -39,6 +39,15 @@ class PolicyConfig:
     low-rank adapter on W_enc cannot express a preference every item shares, such as "labels that
     name content words help the judge more than punctuation"."""
 
+    def __post_init__(self) -> None:
+        from configs.loader import at_least, finite_numbers, positive
+
+        finite_numbers(self)
+        at_least("policy.k", self.k, 1, " (concepts per explanation)")
+        positive("policy.temperature", self.temperature, " (1.0 is almost uniform; 0.3 the default)")
+        at_least("policy.lora_rank", self.lora_rank, 1)
+        positive("policy.lora_alpha", self.lora_alpha)
+
 
 class ConceptSetPolicy(nn.Module):
     def __init__(self, encoder, config: PolicyConfig, allowed: torch.Tensor | None = None):

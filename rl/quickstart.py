@@ -6,24 +6,25 @@
 Each stage writes an ordinary run folder under `out` (what `pcdrl pretrain|label|data build|train|eval`
 would write). A stage whose folder holds a summary made with the same config is skipped, and an
 interrupted one resumes, so a rerun costs seconds. Changing a stage's config re-runs that stage
-afresh, and every stage after it.
+afresh, and every stage after it; the old stage folder is moved aside to `<stage>.old-N`, never deleted.
 """
 from __future__ import annotations
 
 import json
-import shutil
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
 
-from configs.atomic import atomic_write_json
+from configs.atomic import aside_name, atomic_write_json, move_aside
 from configs.loader import dump_yaml, load_config
 from rl.quickstart_config import QuickstartConfig, StageConfig
 
 console = Console(stderr=True)
 REPO = Path(__file__).resolve().parent.parent
+STAGE_FOLDERS = ("pcd-pretrain", "label", "data", "grpo", "eval")
 
 
 @dataclass
@@ -57,8 +58,27 @@ def _announce(stage: Stage, what: str) -> None:
     console.rule(f"[bold]{stage.name}[/bold]: {what} ({state}: {stage.folder})")
     if not stage.done and stage.stale:
         # Another config, or rebuilt inputs: its checkpoints and journals would resume the wrong run.
-        console.print(f"{stage.folder} was made with another config or from earlier inputs; starting it afresh")
-        shutil.rmtree(stage.folder)
+        aside = move_aside(stage.folder)
+        console.print(f"{stage.folder} was made with another config or from earlier inputs; moved it aside to "
+                      f"{aside} (delete it yourself when you no longer need it) and starting the stage afresh")
+
+
+def check_quickstart_out(out: Path) -> None:
+    """Refuse an `out` that holds anything but quickstart stages: they would be mixed with, or moved, a
+    user's files."""
+    from configs.rundir import RunFolderError
+
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise RunFolderError(f"--out {out} is a file, not a folder; choose another --out")
+    ours = re.compile(rf"({'|'.join(map(re.escape, STAGE_FOLDERS))})(\.old-\d+)?|quickstart\.json|\..*\.tmp")
+    foreign = sorted(p.name for p in out.iterdir() if not ours.fullmatch(p.name))
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        suffix = aside_name(out).name.removeprefix(out.name)
+        raise RunFolderError(f"--out {out} holds files that are not quickstart stages ({shown}); choose a new --out, "
+                             f"or pass --force to move it aside (adds {suffix} to its name; nothing is deleted)")
 
 
 def _has_labels(pcd_path: Path) -> bool:
@@ -79,6 +99,7 @@ def quickstart(cfg: QuickstartConfig) -> dict:
     from rl.trainer import train
 
     out = Path(cfg.out)
+    check_quickstart_out(out)
     times: dict[str, float] = {}
     threads = [f"threads={cfg.threads}"] if cfg.threads else []
     changed = False

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from configs.loader import ConfigError
+from configs.loader import ConfigError, at_least
 
 
 @dataclass
@@ -16,6 +16,8 @@ class StageConfig:
     """Dotted overrides applied on top, as on the command line (e.g. train.steps=50)."""
 
     def __post_init__(self) -> None:
+        if not self.config.strip():
+            raise ConfigError("config: empty; name the stage's YAML, e.g. configs/rl/grpo_concepts.yaml")
         bad = [o for o in self.overrides if "=" not in o]
         if bad:
             raise ConfigError(f"overrides: {bad} do not look like section.field=value")
@@ -41,3 +43,8 @@ class QuickstartConfig:
     """`pcdrl eval` on the trained run."""
     threads: int = 0
     """torch threads for every stage (0 = torch's default, which uses every core)."""
+
+    def __post_init__(self) -> None:
+        if not self.out.strip():
+            raise ConfigError("out: empty; give the folder the stages go to, e.g. runs/quickstart")
+        at_least("threads", self.threads, 0, " (0 = torch's default)")

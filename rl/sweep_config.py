@@ -7,12 +7,13 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import itertools
+import math
 import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from configs.loader import ConfigError, load_config
+from configs.loader import ConfigError, finite_numbers, load_config, one_of, seed_value
 
 MODES = ("grid", "simplex", "random")
 LAUNCHERS = ("local", "ray")
@@ -43,8 +44,14 @@ class WeightsConfig:
     """random: seeds the draw, so the same config gives the same trials (and a rerun resumes them)."""
 
     def __post_init__(self) -> None:
+        finite_numbers(self)
+        for name, values in self.grid.items():
+            for i, value in enumerate(values):
+                if not math.isfinite(value):
+                    raise ConfigError(f"weights.grid.{name}[{i}]: must be a finite number, got {value!r}")
         if self.mode not in MODES:
             raise ConfigError(f"weights.mode: '{self.mode}' is not one of {list(MODES)}")
+        seed_value("weights.seed", self.seed)
         if self.mode == "grid" and self.terms:
             raise ConfigError("weights.terms: only simplex and random read it; a grid names its terms in weights.grid")
         if self.mode != "grid" and self.grid:
@@ -61,8 +68,10 @@ class WeightsConfig:
 
     def _check_names(self, where: str) -> None:
         from rewards import RewardConfigError, resolve
+        from rl.train_config import check_reward_name
 
         for name in self.names:
+            check_reward_name(where, name)
             try:
                 resolve(name)
             except RewardConfigError as err:
@@ -149,8 +158,7 @@ class SweepConfig:
     """torch threads (and OMP_NUM_THREADS) per trial; on Ray, the CPUs each trial reserves."""
 
     def __post_init__(self) -> None:
-        if self.launcher not in LAUNCHERS:
-            raise ConfigError(f"launcher: '{self.launcher}' is not one of {list(LAUNCHERS)}")
+        one_of("launcher", self.launcher, LAUNCHERS)
         if self.parallel < 1 or self.threads_per_trial < 1:
             raise ConfigError(f"parallel and threads_per_trial must be >= 1, got {self.parallel} and "
                               f"{self.threads_per_trial}")
@@ -158,6 +166,8 @@ class SweepConfig:
             raise ConfigError("seeds: empty; give at least one, e.g. seeds: [0, 1]")
         if len(set(self.seeds)) != len(self.seeds):
             raise ConfigError(f"seeds: {self.seeds} repeats a seed")
+        for i, seed in enumerate(self.seeds):
+            seed_value(f"seeds[{i}]", seed)
         for item in self.overrides:
             key = item.partition("=")[0].strip()
             if "=" not in item:
@@ -165,7 +175,11 @@ class SweepConfig:
             if key.split(".")[0] in SWEPT_KEYS:
                 raise ConfigError(f"overrides: {item!r} sets '{key}', which the sweep sets per trial; use "
                                   "weights: for rewards, seeds: for seed, threads_per_trial: for threads")
-        if not Path(self.base).is_file():
+        try:
+            found = Path(self.base).is_file()
+        except (OSError, ValueError):
+            found = False
+        if not found:
             raise ConfigError(f"base: {self.base} does not exist (a pcdrl train config, "
                               "e.g. configs/rl/grpo_concepts.yaml)")
         self.train_config()  # a typo in the base or the overrides fails now, not in every trial

@@ -1,13 +1,27 @@
 """Typed config for `pcdrl train`: RL on concept sets."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
-from configs.loader import ConfigError
+from configs.loader import ConfigError, all_of, did_you_mean, at_least, finite_numbers, in_range, one_of, positive, seed_value
 from models.backends.base import BackendConfig
 from rl.losses import LOSS_TYPES, SCALES
 from rl.policy import PolicyConfig
 from simulators.config import JudgeConfig
+
+
+_PLUGIN = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
+
+
+def check_reward_name(where: str, name: str) -> None:
+    """A built-in term, or a plugin written module:function. Anything else is refused before it is imported:
+    `importlib` fails on names like ":f" or ".m:f" with errors that do not say which config key was wrong."""
+    from rewards.terms import BUILTIN
+
+    if name not in BUILTIN and not _PLUGIN.fullmatch(name):
+        raise ConfigError(f"{where}: unknown reward {name!r}; built-in rewards: {', '.join(sorted(BUILTIN))} "
+                          f"(or a plugin as module:function){did_you_mean(name, BUILTIN)}")
 
 
 @dataclass
@@ -28,12 +42,19 @@ class GRPOConfig:
     """μ: optimizer steps on each rollout batch."""
 
     def __post_init__(self) -> None:
+        finite_numbers(self)
         if self.group_size < 2:
             raise ConfigError(f"grpo.group_size: needs at least 2 samples per item, got {self.group_size}")
-        if self.loss_type not in LOSS_TYPES:
-            raise ConfigError(f"grpo.loss_type: '{self.loss_type}' is not one of {list(LOSS_TYPES)}")
-        if self.scale not in SCALES:
-            raise ConfigError(f"grpo.scale: '{self.scale}' is not one of {list(SCALES)}")
+        one_of("grpo.loss_type", self.loss_type, LOSS_TYPES)
+        one_of("grpo.scale", self.scale, SCALES)
+        _check_clips("grpo", self.clip_low, self.clip_high)
+        at_least("grpo.updates_per_batch", self.updates_per_batch, 1)
+
+
+def _check_clips(section: str, low: float, high: float) -> None:
+    # The ratio is clipped to [1 - clip_low, 1 + clip_high]; clip_low >= 1 would let it reach 0 or below.
+    in_range(f"{section}.clip_low", low, 0.0, 1.0, "[)", " (the ratio's lower clip is 1 - clip_low)")
+    at_least(f"{section}.clip_high", high, 0.0, " (the ratio's upper clip is 1 + clip_high)")
 
 
 @dataclass
@@ -67,12 +88,18 @@ class PPOConfig:
     """GAE λ (single-step episodes ignore it)."""
 
     def __post_init__(self) -> None:
+        finite_numbers(self)
         if self.samples_per_item < 1:
             raise ConfigError(f"ppo.samples_per_item: needs at least 1, got {self.samples_per_item}")
-        if self.loss_type not in LOSS_TYPES:
-            raise ConfigError(f"ppo.loss_type: '{self.loss_type}' is not one of {list(LOSS_TYPES)}")
-        if self.updates_per_batch < 1:
-            raise ConfigError("ppo.updates_per_batch must be >= 1")
+        one_of("ppo.loss_type", self.loss_type, LOSS_TYPES)
+        at_least("ppo.updates_per_batch", self.updates_per_batch, 1)
+        _check_clips("ppo", self.clip_low, self.clip_high)
+        at_least("ppo.value_hidden", self.value_hidden, 1)
+        positive("ppo.value_lr", self.value_lr)
+        at_least("ppo.value_coef", self.value_coef, 0.0)
+        positive("ppo.value_clip", self.value_clip, " (the most the value may move per batch)")
+        in_range("ppo.gamma", self.gamma, 0.0, 1.0)
+        in_range("ppo.lam", self.lam, 0.0, 1.0)
 
 
 @dataclass
@@ -87,8 +114,9 @@ class KLConfig:
     """Keep the reference's W_enc in int8 (CPU)."""
 
     def __post_init__(self) -> None:
-        if self.estimator not in ("k1", "k3"):
-            raise ConfigError(f"kl.estimator: '{self.estimator}' is not k1 or k3")
+        finite_numbers(self)
+        one_of("kl.estimator", self.estimator, ("k1", "k3"))
+        at_least("kl.beta", self.beta, 0.0, " (0 turns the KL penalty off; a negative one would reward drifting away)")
 
 
 @dataclass
@@ -140,10 +168,29 @@ class RLTrainConfig:
     """Also send metrics to: wandb (offline without WANDB_API_KEY), tensorboard. metrics.jsonl is always written."""
 
     def __post_init__(self) -> None:
+        from behaviors.items import FAMILIES
+
+        finite_numbers(self)
         if self.algorithm not in ("grpo", "ppo"):
             raise ConfigError(f"algorithm: '{self.algorithm}' is unknown; use grpo or ppo")
-        if self.steps < 1 or self.items_per_step < 1 or self.checkpoint_every < 1:
-            raise ConfigError("steps, items_per_step and checkpoint_every must be >= 1")
+        for name in ("steps", "items_per_step", "checkpoint_every"):
+            at_least(name, getattr(self, name), 1)
+        positive("lr", self.lr)
+        for name in ("max_train_items", "max_eval_items"):
+            at_least(name, getattr(self, name), 0, " (0 = all)")
+        at_least("threads", self.threads, 0, " (0 = torch's default)")
+        seed_value("seed", self.seed)
+        if not self.families:
+            raise ConfigError(f"families: empty; train on at least one of {', '.join(FAMILIES)}")
+        all_of("families", self.families, FAMILIES)
+        names = [self.judge.name, *(j.name for j in self.heldout_judges)]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"heldout_judges: judge names must differ from each other and from judge.name "
+                              f"(got {names}); they key the results")
+        for name, weight in self.rewards.items():
+            check_reward_name("rewards", name)
+            # Every built-in term is already signed so that higher is better (sparsity, brier are minus a cost).
+            at_least(f"rewards.{name}", weight, 0.0, " (0 logs the term without training on it)")
         from rewards import RewardConfigError, check_weights
 
         try:

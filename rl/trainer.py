@@ -144,7 +144,8 @@ def train(cfg: RLTrainConfig, out: str | Path, resume: bool = False) -> dict:
         torch.set_num_threads(cfg.threads)
     started = time.time()
     reward_functions = check_weights(cfg.rewards)
-    run = RunDir(out, cfg, command="pcdrl train")
+    run = RunDir(out, cfg, command="pcdrl train", may_differ=RESUMABLE_CHANGES)
+    saved = latest_checkpoint(run.checkpoints) if resume else None  # a dangling pointer fails before S loads
     prep = prepare(cfg)
     judge = Judge(cfg.judge)
     optimizer = _optimizer(cfg, prep)
@@ -155,7 +156,6 @@ def train(cfg: RLTrainConfig, out: str | Path, resume: bool = False) -> dict:
                          {"config": asdict(cfg), "judge_calibration": judge.calibration_state()}, buffers)
 
     start = 0
-    saved = latest_checkpoint(run.checkpoints) if resume else None
     if saved is not None:
         info = load_train_state(saved, prep.trainable, optimizer, buffers)
         _check_same_config(info, cfg, saved)

@@ -1,7 +1,10 @@
 """Typed config for a simulated-human judge."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
 
 from models.backends.base import BackendConfig
 
@@ -28,9 +31,44 @@ class JudgeConfig:
     """At most this many concept labels are shown (the first ones given)."""
 
     def __post_init__(self) -> None:
-        from configs.loader import ConfigError
+        from configs.loader import ConfigError, at_least, finite_numbers, one_of
 
+        finite_numbers(self)
+        if not self.name.strip():
+            raise ConfigError("judge.name: empty; give the judge a short name (it keys the results), e.g. smollm2")
         if self.calibration not in ("pmi", "none"):
             raise ConfigError(f"judge.calibration: '{self.calibration}' must be 'pmi' or 'none'")
-        if self.temperature <= 0:
+        if not self.temperature > 0:
             raise ConfigError(f"judge.temperature: must be positive, got {self.temperature}")
+        at_least("judge.max_labels", self.max_labels, 1)
+        # A template or persona typo would otherwise surface only when the first prompt is rendered, after
+        # the models have loaded.
+        templates = _read_templates(self.templates_file)
+        one_of("judge.template", self.template, templates.get("templates") or {})
+        one_of("judge.persona", self.persona, templates.get("personas") or {})
+
+
+def _read_templates(templates_file: str) -> dict:
+    from configs.loader import ConfigError
+    from simulators.render import DEFAULT_TEMPLATES
+
+    path = Path(templates_file or DEFAULT_TEMPLATES)
+    try:
+        found = path.is_file()
+    except (OSError, ValueError):  # a name too long for the OS
+        found = False
+    if not found:
+        raise ConfigError(f"judge.templates_file: {path} does not exist (leave it empty for the shipped "
+                          f"{DEFAULT_TEMPLATES.name}, or give a YAML with `templates:` and `personas:`)")
+    data = _parse_templates(str(path), os.stat(path).st_mtime_ns)
+    if not isinstance(data, dict):
+        raise ConfigError(f"judge.templates_file: {path} must be a mapping with `templates:` and `personas:`")
+    return data
+
+
+@lru_cache(maxsize=8)
+def _parse_templates(path: str, mtime_ns: int):
+    """Parsed once per file version: every JudgeConfig made reads it."""
+    from configs.loader import read_yaml_file
+
+    return read_yaml_file(path)

@@ -43,6 +43,10 @@ class BackendConfig:
     """`http` only: the server root, e.g. http://127.0.0.1:8000/v1."""
     api_key_env: str = "OPENAI_API_KEY"
     """`http` only: the environment variable holding the API key (may be unset for local servers)."""
+    api_key_over_http: bool = False
+    """`http` only: send the API key even over plain http to a host that is not loopback. Off by default: a bearer
+    token sent in the clear can be read by anyone on the way, so the key goes only over https or to 127.0.0.1, ::1
+    or localhost, and is otherwise withheld with a warning."""
     timeout_s: float = 60.0
     """`http` only: seconds before one request counts as failed."""
     max_retries: int = 4
@@ -59,20 +63,45 @@ class BackendConfig:
     should start with a space."""
 
     def __post_init__(self) -> None:
-        from configs.loader import ConfigError
+        from configs.loader import ConfigError, at_least, finite_numbers, model_name, one_of, positive
 
-        if self.kind not in VALID_KINDS:
-            raise ConfigError(f"backend.kind: '{self.kind}' is not one of {', '.join(VALID_KINDS)}")
+        finite_numbers(self)
+        one_of("backend.kind", self.kind, VALID_KINDS)
         if self.quantize not in VALID_QUANTIZE:
             raise ConfigError(f"backend.quantize: '{self.quantize}' is not one of {', '.join(VALID_QUANTIZE)} "
                               "(int8 is CPU only; bnb8/bnb4 need bitsandbytes)")
         if self.batch_size < 1:
             raise ConfigError(f"backend.batch_size: must be at least 1, got {self.batch_size}")
-        if self.dtype not in VALID_DTYPES:
-            raise ConfigError(f"backend.dtype: '{self.dtype}' is not one of {', '.join(VALID_DTYPES)}")
+        one_of("backend.dtype", self.dtype, VALID_DTYPES)
         if self.dtype in ("bfloat16", "fast") and self.quantize != "none":
             raise ConfigError(f"backend.dtype: {self.dtype} with quantize={self.quantize}; a quantized model keeps its "
                               "own compute type, so leave dtype at auto")
+        self._check_device()
+        positive("backend.timeout_s", self.timeout_s)
+        at_least("backend.max_retries", self.max_retries, 0)
+        at_least("backend.backoff_s", self.backoff_s, 0.0)
+        at_least("backend.max_model_len", self.max_model_len, 1)
+        positive("backend.kv_cache_gb", self.kv_cache_gb)
+        if self.kind == "http" and not self.base_url.startswith(("http://", "https://")):
+            raise ConfigError(f"backend.base_url: kind http needs the server root as an http(s) URL, e.g. "
+                              f"http://127.0.0.1:8000/v1, got {self.base_url!r}")
+        # The model (or, for http, the local tokenizer) must be loadable from here; `model` empty means "the
+        # caller's default" where a caller allows it (data build's generation.model).
+        names = [("tokenizer", self.tokenizer)] if self.kind == "http" else [("model", self.model)]
+        for field_name, name in names:
+            if name:
+                model_name(f"backend.{field_name}", name)
+
+    def _check_device(self) -> None:
+        import torch
+
+        from configs.loader import ConfigError
+
+        try:
+            torch.device(self.device)
+        except (RuntimeError, TypeError, ValueError):
+            raise ConfigError(f"backend.device: {self.device!r} is not a torch device; use cpu, cuda, cuda:1 or "
+                              "mps") from None
 
 
 VALID_KINDS = ("hf", "vllm", "http")

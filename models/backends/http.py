@@ -18,22 +18,49 @@ and the option without special tokens, exactly as `HFBackend` does, and the opti
 the last ones by count. Without it, prefix and option are tokenized jointly by the server, which
 can merge characters across the boundary (an option starting with a space is safe for BPE
 tokenizers); a token straddling the boundary counts for neither side.
+
+The API key (``$OPENAI_API_KEY`` by default) goes only over https or to a loopback host: a bearer token sent
+over plain http to another machine can be read by anyone on the way. Elsewhere it is withheld, with a warning,
+unless the config opts in with ``api_key_over_http: true`` (`may_send_api_key`).
 """
 from __future__ import annotations
 
 import http.client
+import ipaddress
 import json
 import logging
 import os
 import socket
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Callable
 
 from models.backends.base import Backend, BackendConfig, BackendError, Prompt, check_options
 
 log = logging.getLogger(__name__)
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1, ::ffff:127.x). Other names count as
+    remote: they are not resolved, since DNS can point them anywhere."""
+    host = (host or "").strip().strip("[]").rstrip(".").lower()
+    if host == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return address.is_loopback or bool(mapped and mapped.is_loopback)
+
+
+def may_send_api_key(base_url: str, over_http: bool = False) -> bool:
+    """Whether a bearer token may go to ``base_url``: over https, to a loopback host, or when the user opted in
+    (``over_http``) for a trusted network."""
+    parts = urllib.parse.urlsplit(base_url.strip())
+    return over_http or parts.scheme.lower() == "https" or is_loopback_host(parts.hostname)
 
 
 class TransientError(Exception):
@@ -120,9 +147,16 @@ class HTTPBackend(Backend):
         if not config.base_url.rstrip("/").endswith("/v1"):
             log.warning("base_url %s does not end in /v1; OpenAI-compatible servers usually expect it", config.base_url)
         self.headers: dict[str, str] = {}
+        self.key_withheld = False
         api_key = os.environ.get(config.api_key_env) if config.api_key_env else None
-        if api_key:
+        # getattr: the opt-in is a BackendConfig field; reading it this way works before and after it lands.
+        if api_key and may_send_api_key(config.base_url, config.api_key_over_http):
             self.headers["Authorization"] = f"Bearer {api_key}"
+        elif api_key:
+            self.key_withheld = True
+            log.warning("not sending $%s to %s: plain http to a host that is not loopback would show the key to "
+                        "anyone on the way. Use an https base_url, or set backend.api_key_over_http: true if "
+                        "this network is trusted", config.api_key_env, config.base_url)
         self.tokenizer = None
         if config.tokenizer:
             from models.loading import load_tokenizer
@@ -133,7 +167,14 @@ class HTTPBackend(Backend):
         """POST a raw completions payload (the model name is filled in), with retries."""
         payload = {"model": self.config.model, **payload}
         send = lambda: post_json(self.url, payload, self.headers, self.config.timeout_s)  # noqa: E731
-        return with_retries(send, self.config.max_retries, self.config.backoff_s, self.url)
+        try:
+            return with_retries(send, self.config.max_retries, self.config.backoff_s, self.url)
+        except BackendError as err:
+            if self.key_withheld and any(f"HTTP {code}" in str(err) for code in (401, 403)):
+                raise BackendError(f"{err} (the key in ${self.config.api_key_env} was not sent: {self.url} is plain "
+                                   "http to a host that is not loopback; use https, or set "
+                                   "backend.api_key_over_http: true if this network is trusted)") from err
+            raise
 
     def _choices(self, prompts: list, payload: dict) -> list[dict]:
         """Completion choices for ``prompts``, in order, ``batch_size`` prompts per request."""

@@ -35,8 +35,11 @@ def test_missing_text_field_lists_the_columns(tmp_path):
 
 
 def test_unknown_builtin_source_lists_the_known_ones():
-    with pytest.raises(CorpusError, match=r"unknown source 'wiki'; built-in ones are \['kjv', 'python-docs'\]"):
-        load_texts(CorpusConfig(sources=["wiki"]))
+    from configs.loader import ConfigError
+
+    # Refused when the config is made, before any text loads.
+    with pytest.raises(ConfigError, match=r"unknown source 'wiki'; built-in ones are \['kjv', 'python-docs'\]"):
+        CorpusConfig(sources=["wiki"])
 
 
 def test_builtin_sources_are_offline_and_non_trivial():

@@ -53,3 +53,10 @@ def test_quickstart_verdict_says_plainly_whether_the_run_shows_a_gain():
     # Only the training judge's interval decides; the held-out judge above zero does not make it a gain.
     shows = _quickstart_verdict(summary(0.05, 0.15), 896)
     assert shows.strip() == "RL helped the training judge in this run: +0.100 [+0.050, +0.150] on 40 held-out items."
+
+
+def test_serve_refuses_a_remote_host_and_an_unknown_limit_before_loading_a_model():
+    remote = pcdrl("serve", "--host", "0.0.0.0")
+    assert remote.returncode == 2 and "--allow-remote" in remote.stderr and "no authentication" in remote.stderr
+    limit = pcdrl("serve", "--limit", "bogus=3")
+    assert limit.returncode == 2 and "bogus" in limit.stderr and "max_tokens" in limit.stderr
