@@ -19,97 +19,31 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
-import math
-import re
 import socket
 import sys
 import threading
 import time
 import traceback
 import uuid
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import torch
 
 from models.backends.base import BackendConfig
 from models.backends.hf import HFBackend
-from models.backends.http import is_loopback_host
-
-
-@dataclass(frozen=True)
-class ServerLimits:
-    """What one request may ask of the server. A request past a limit gets a 4xx that names the field and the
-    limit; ``--limit NAME=VALUE`` raises one."""
-
-    max_body_bytes: int = 4 * 2**20
-    """Largest request body (its Content-Length), in bytes; a larger one gets 413 before a byte of it is read."""
-    max_prompts: int = 64
-    """Most prompts in one request's ``prompt`` list (the http backend sends ``batch_size`` per request)."""
-    max_prompt_tokens: int = 2048
-    """Most tokens in one prompt. An echo pass keeps prompt_tokens x vocab logits in memory (2048 x 262k float32
-    is 2 GiB for Gemma 3), so this also bounds memory. The model's own positions bound prompt + max_tokens too."""
-    max_tokens: int = 1024
-    """Largest ``max_tokens`` (and ``min_tokens``) a request may ask for."""
-    max_logprobs: int = 20
-    """Largest ``logprobs`` (top log-probs per token, vLLM's default cap); each adds one entry per token to the
-    reply, so an uncapped value can ask for the whole vocabulary at every token."""
-    request_timeout_s: float = 50.0
-    """Wall-clock seconds one request may take, waiting for its turn included; past it the request stops and
-    gets 503. Under the http backend's default timeout_s (60), so a client with default settings hears why."""
-    read_timeout_s: float = 10.0
-    """Seconds to wait for a client's next bytes (request line, headers, body): a client that stalls longer gets
-    408 and its connection is closed, so it cannot hold a thread."""
-    max_in_flight: int = 16
-    """Requests in progress at once; one more gets 503 at once (the http backend retries it after a backoff)."""
-
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            value, is_float = getattr(self, f.name), f.type == "float"
-            number = isinstance(value, (int, float) if is_float else int) and not isinstance(value, bool)
-            if not number or not math.isfinite(value) or value <= 0:
-                raise ValueError(f"server limit {f.name}: must be a positive {'number' if is_float else 'integer'}, "
-                                 f"got {value!r}")
-
-
-def parse_limits(items: list[str], base: ServerLimits | None = None) -> ServerLimits:
-    """``["max_tokens=2048", ...]`` -> `ServerLimits`; an unknown name or a bad value names the field."""
-    names = {f.name: f for f in fields(ServerLimits)}
-    changes: dict[str, float | int] = {}
-    for item in items:
-        name, sep, raw = item.partition("=")
-        if not sep or name not in names:
-            raise ValueError(f"--limit {item!r}: expected NAME=VALUE with NAME one of {', '.join(names)}")
-        try:
-            changes[name] = float(raw) if names[name].type == "float" else int(raw)
-        except ValueError:
-            raise ValueError(f"--limit {name}: {raw!r} is not a number") from None
-    return replace(base or ServerLimits(), **changes)
-
-
-def check_host(host: str, allow_remote: bool) -> str | None:
-    """None for a loopback host. Any other host serves the model to other machines: a ValueError that says how
-    to proceed, or with ``allow_remote`` the warning to print. Names other than localhost count as remote."""
-    if is_loopback_host(host):
-        return None
-    where = "every network interface" if host in ("", "0.0.0.0", "::") else f"{host}"
-    risk = (f"--host {host!r} listens on {where}, so other machines can reach this server; it has no "
-            "authentication and no TLS, and anyone who reaches it can run the model")
-    if not allow_remote:
-        raise ValueError(f"{risk}. Keep the default --host 127.0.0.1 (from another machine, tunnel: "
-                         "ssh -L 8000:127.0.0.1:8000 HOST), or pass --allow-remote to serve anyway")
-    return f"{risk}; serving anyway because --allow-remote was given"
-
-
-class RequestError(Exception):
-    """A refused request: its HTTP status and the OpenAI error body's type and param (the field at fault)."""
-
-    def __init__(self, message: str, status: int = 400, kind: str = "invalid_request_error", param: str | None = None):
-        super().__init__(message)
-        self.status, self.kind, self.param = status, kind, param
-
-    def payload(self) -> dict:
-        return {"error": {"message": str(self), "type": self.kind, "param": self.param, "code": None}}
+from models.server_requests import (  # noqa: F401 (ServerLimits, check_host, content_length: the public API here too)
+    RequestError,
+    ServerLimits,
+    brief,
+    count_field,
+    flag_field,
+    is_token_id,
+    over_limit,
+    check_host,
+    content_length,
+    parse_limits,
+)
 
 
 class FairLock:
@@ -176,35 +110,35 @@ class CompletionEngine:
         if not isinstance(body, dict):
             raise RequestError(f"the request body must be a JSON object, got {type(body).__name__}")
         limits = self.limits
-        max_tokens = _count(body, "max_tokens", min(16, limits.max_tokens), limits.max_tokens, "max_tokens")
-        ignore_eos, echo = _flag(body, "ignore_eos"), _flag(body, "echo")
-        min_tokens = max_tokens if ignore_eos else min(_count(body, "min_tokens", 0, limits.max_tokens, "max_tokens"),
+        max_tokens = count_field(body, "max_tokens", min(16, limits.max_tokens), limits.max_tokens, "max_tokens")
+        ignore_eos, echo = flag_field(body, "ignore_eos"), flag_field(body, "echo")
+        min_tokens = max_tokens if ignore_eos else min(count_field(body, "min_tokens", 0, limits.max_tokens, "max_tokens"),
                                                        max_tokens)
-        logprobs = None if body.get("logprobs") is None else _count(body, "logprobs", 0, limits.max_logprobs,
+        logprobs = None if body.get("logprobs") is None else count_field(body, "logprobs", 0, limits.max_logprobs,
                                                                     "max_logprobs")
         temperature = body.get("temperature")
         if temperature is not None and (isinstance(temperature, bool) or not isinstance(temperature, (int, float))):
-            raise RequestError(f"temperature must be a number, got {_brief(temperature)}", param="temperature")
+            raise RequestError(f"temperature must be a number, got {brief(temperature)}", param="temperature")
         if temperature not in (None, 0):
             raise RequestError(f"temperature={temperature} is not supported: this server decodes greedily only; "
                                "send temperature=0", param="temperature")
         model = body.get("model")
         if model is not None and not isinstance(model, str):
-            raise RequestError(f"model must be a string, got {_brief(model)}", param="model")
+            raise RequestError(f"model must be a string, got {brief(model)}", param="model")
         if model not in (None, self.name):
-            raise RequestError(f"model {_brief(model)} is not served here; this server serves {self.name!r}",
+            raise RequestError(f"model {brief(model)} is not served here; this server serves {self.name!r}",
                                404, "model_not_found", "model")
         for key, ok in (("stream", False), ("n", 1), ("best_of", 1), ("stop", None), ("suffix", None)):
             value = body.get(key, ok)
             if not (value is None or value is ok or (type(value) is type(ok) and value == ok) or value in ([], "")):
-                raise RequestError(f"{key}={_brief(value)} is not supported by this server", param=key)
+                raise RequestError(f"{key}={brief(value)} is not supported by this server", param=key)
         prompts = self._prompts(body.get("prompt"))
         ids = [self._tokenize(i, p) if isinstance(p, str) else p for i, p in enumerate(prompts)]
         for i, row in enumerate(ids):
             if not row:
                 raise RequestError(f"prompt {i} is empty after tokenization", param="prompt")
             if len(row) > limits.max_prompt_tokens:
-                raise RequestError(_over(f"prompt {i} has {len(row)} tokens", limits.max_prompt_tokens,
+                raise RequestError(over_limit(f"prompt {i} has {len(row)} tokens", limits.max_prompt_tokens,
                                          "max_prompt_tokens"), param="prompt")
             if self.max_len and len(row) + max_tokens > self.max_len:
                 raise RequestError(f"prompt {i} ({len(row)} tokens) + max_tokens ({max_tokens}) exceeds the "
@@ -218,15 +152,15 @@ class CompletionEngine:
         if isinstance(prompt, str):
             return [prompt]
         if not isinstance(prompt, list) or not prompt:
-            raise RequestError(f"{shapes}; got {_brief(prompt)}", param="prompt")
-        if all(_is_id(t) for t in prompt):
+            raise RequestError(f"{shapes}; got {brief(prompt)}", param="prompt")
+        if all(is_token_id(t) for t in prompt):
             prompt = [prompt]
         if len(prompt) > self.limits.max_prompts:
-            raise RequestError(_over(f"prompt holds {len(prompt)} prompts", self.limits.max_prompts, "max_prompts"),
+            raise RequestError(over_limit(f"prompt holds {len(prompt)} prompts", self.limits.max_prompts, "max_prompts"),
                                param="prompt")
         if all(isinstance(p, str) for p in prompt):
             return prompt
-        if not all(isinstance(p, list) and p and all(_is_id(t) for t in p) for p in prompt):
+        if not all(isinstance(p, list) and p and all(is_token_id(t) for t in p) for p in prompt):
             raise RequestError(f"{shapes} (token ids are integers; true/false are not ids)", param="prompt")
         if any(not 0 <= t < self.vocab for p in prompt for t in p):
             raise RequestError(f"token ids must lie in [0, {self.vocab})", param="prompt")
@@ -345,61 +279,6 @@ def _decode_pieces(tok, ids, skip_special: bool) -> list[str]:
         pieces.append(text[len(prev):] if text.startswith(prev) else tok.decode(ids[i : i + 1]))
         prev = text
     return pieces
-
-
-def _is_id(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _brief(value) -> str:
-    """A short repr of client data for an error message (a client may send megabytes)."""
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _over(what: str, limit: int, limit_name: str) -> str:
-    return (f"{what}, over this server's limit of {limit} ({limit_name}); send less, or start the server with "
-            f"--limit {limit_name}=N")
-
-
-def _count(body: dict, key: str, default: int, limit: int, limit_name: str) -> int:
-    """A non-negative integer field, at most ``limit``."""
-    value = body.get(key, default)
-    if value is None:
-        return default
-    if not _is_id(value) or value < 0:
-        raise RequestError(f"{key} must be a non-negative integer, got {_brief(value)}", param=key)
-    if value > limit:
-        raise RequestError(_over(f"{key}={value}", limit, limit_name), param=key)
-    return value
-
-
-def _flag(body: dict, key: str) -> bool:
-    value = body.get(key)
-    if value is not None and not isinstance(value, bool):
-        raise RequestError(f"{key} must be true or false, got {_brief(value)}", param=key)
-    return bool(value)
-
-
-def content_length(values: list[str] | None, limit: int) -> int:
-    """The body size a request declares, or a `RequestError`: missing (411), not a plain non-negative integer,
-    or given twice with different values (400), or over ``limit`` (413). ``rfile.read(-1)`` would read until the
-    client hangs up, which is why a negative length must never reach it."""
-    if not values:
-        raise RequestError("Content-Length is missing; send the JSON body with a Content-Length header "
-                           "(chunked bodies are not supported)", 411)
-    raw = {v.strip() for v in values}
-    if len(raw) > 1:
-        raise RequestError(f"Content-Length is given {len(values)} times with different values", 400)
-    text = raw.pop()
-    if not re.fullmatch(r"[0-9]+", text):
-        raise RequestError(f"Content-Length must be a non-negative integer number of bytes, got {_brief(text)}")
-    size = int(text) if len(text) <= 30 else limit + 1  # int() refuses over 4300 digits; any such size is too big
-    if size > limit:
-        raise RequestError(f"the request body is {size} bytes, over this server's limit of {limit} bytes "
-                           f"(max_body_bytes); send less, or start the server with --limit max_body_bytes=N",
-                           413, param="max_body_bytes")
-    return size
 
 
 class _Handler(BaseHTTPRequestHandler):
