@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     explanations = args.steps * args.items_per_step * args.group_size
     seconds = ", ".join(f"{s:.0f} s" if isinstance(s, (int, float)) else "?" for s in train_seconds)
     eval_seconds = json.loads((folder / "eval" / "summary.json").read_text())["wall_seconds"]
-    total = max(s for s in train_seconds if isinstance(s, (int, float))) + eval_seconds
+    total = max((s for s in train_seconds if isinstance(s, (int, float))), default=0) + eval_seconds
     text = "\n".join([
         f"## RL gain: {args.label_kind} labels, {args.distractors} distractors, {args.reward} (scripts/bench_rl_gain.py)",
         "",
