@@ -2,6 +2,7 @@
 #   make quickstart   create .venv, install, run `pcdrl quickstart`: pretrain + label a PCD on SmolLM2, build behaviour
 #                     questions, train GRPO, evaluate with controls; prints the table and writes report.html
 #   make test         create .venv, install (and Debian's chromium for the report screenshot test), run the tests
+#   make test-wheel   build the wheel, install it into a fresh venv, run a tiny pipeline from another folder
 # Installation is idempotent: the stamp file is rebuilt only when pyproject/constraints change.
 PYTHON ?= python3
 VENV := .venv
@@ -12,7 +13,7 @@ OUT ?= runs/quickstart
 # One torch thread: two threads on a busy 2-core machine run 10-100x slower.
 TEST_ENV := OMP_NUM_THREADS=1 PCDRL_NO_PROGRESS=1 WANDB_MODE=offline
 
-.PHONY: install test quickstart clean-runs install-vllm test-vllm browser
+.PHONY: install test test-wheel quickstart clean install-vllm test-vllm browser
 
 install: $(STAMP)
 
@@ -30,7 +31,12 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 test: install browser
 	$(TEST_ENV) $(BIN)/python -m pytest --ignore=tests/vllm
 
-# Debian's chromium renders report.html in the screenshot test (tests/rl/test_report.py).
+# The wheel a user installs: build it, check its contents, install it into a fresh venv and run `pcdrl --help`
+# and a tiny-model pretrain -> label -> data -> train -> eval from another folder (scripts/check_wheel.sh).
+test-wheel: install
+	PYTHON=$(PYTHON) bash scripts/check_wheel.sh $(BIN)/python
+
+# Debian's chromium renders report.html in the screenshot test (tests/evaluation/test_report.py).
 browser:
 	@command -v chromium >/dev/null || (apt-get install -y -q chromium || (apt-get update -q && apt-get install -y -q chromium) \
 		|| sudo -n apt-get install -y -q chromium) >/dev/null || { echo "install Debian's chromium (apt-get install chromium)"; exit 1; }
@@ -66,5 +72,6 @@ test-vllm: install-vllm
 quickstart: install
 	$(BIN)/pcdrl quickstart --out $(OUT)
 
-clean-runs:
-	rm -rf runs
+# Removes only what make itself built (the venvs and build folders). runs/ holds your results: make never deletes it.
+clean:
+	rm -rf $(VENV) $(VLLM_VENV) build

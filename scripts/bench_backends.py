@@ -91,7 +91,7 @@ def main() -> None:
     import vllm
 
     from benchmarks_doc import machine, update_section
-    from models.backends import BackendConfig, make_backend
+    from pcdrl.models.backends import BackendConfig, make_backend
 
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     model = "smollm2-135m-instruct"

@@ -23,12 +23,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 
-from behaviors.build import load_items  # noqa: E402
+from pcdrl.behaviors.build import load_items  # noqa: E402
 from benchmarks_doc import machine, update_section  # noqa: E402
-from models.backends import BackendConfig  # noqa: E402
-from simulators.config import JudgeConfig  # noqa: E402
-from simulators.judge import Judge  # noqa: E402
-from simulators.render import Explanation, render_explanation  # noqa: E402
+from pcdrl.models.backends import BackendConfig  # noqa: E402
+from pcdrl.simulators.config import JudgeConfig  # noqa: E402
+from pcdrl.simulators.judge import Judge  # noqa: E402
+from pcdrl.simulators.render import Explanation, render_explanation  # noqa: E402
 
 LETTERS = "ABCDEFGH"
 BASELINE_REV = "af5e051"  # the last commit before sorted batches, cache views and true-only scoring
@@ -115,15 +115,22 @@ def rl_like_rollout(n_items: int, group: int, k: int = 8, seed: int = 0):
 
 
 def backend_at(rev: str):
-    """The HFBackend class of models/backends/hf.py at a git revision ("today's" scoring, for comparison)."""
+    """The HFBackend class of pcdrl/models/backends/hf.py at a git revision ("today's" scoring, for comparison)."""
     import subprocess
     import types
 
     root = Path(__file__).resolve().parents[1]
-    source = subprocess.run(["git", "show", f"{rev}:models/backends/hf.py"], cwd=root, capture_output=True,
-                            text=True, check=True).stdout
+    # The file moved into the pcdrl namespace; an older revision has it at models/backends/hf.py and imports
+    # the old top-level names, which map one to one onto pcdrl.*.
+    for path in ("pcdrl/models/backends/hf.py", "models/backends/hf.py"):
+        shown = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=root, capture_output=True, text=True)
+        if shown.returncode == 0:
+            break
+    else:
+        raise SystemExit(f"--speed: revision {rev} has no pcdrl/models/backends/hf.py or models/backends/hf.py")
+    source = re.sub(r"^(\s*)(from|import) (models|pcd|configs)\b", r"\1\2 pcdrl.\3", shown.stdout, flags=re.M)
     module = types.ModuleType(f"hf_at_{rev}")
-    exec(compile(source, f"{rev}:models/backends/hf.py", "exec"), module.__dict__)
+    exec(compile(source, f"{rev}:{path}", "exec"), module.__dict__)
     return module.HFBackend
 
 
@@ -132,8 +139,8 @@ def load() -> str:
 
 
 def run_speed(args) -> None:
-    from models.backends.hf import HFBackend
-    from models.loading import load_model, load_tokenizer
+    from pcdrl.models.backends.hf import HFBackend
+    from pcdrl.models.loading import load_model, load_tokenizer
 
     tokenizer = load_tokenizer(args.model)
     models = {"none": load_model(args.model), "int8": load_model(args.model, "int8")}
@@ -242,7 +249,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="--speed: timed calls per row (the best is kept)")
     parser.add_argument("--agreement-items", type=int, default=64, help="--speed: items for int8 vs fp32 agreement")
     parser.add_argument("--baseline-rev", default=BASELINE_REV,
-                        help="--speed: git revision whose models/backends/hf.py is 'today' (before the faster path)")
+                        help="--speed: git revision whose pcdrl/models/backends/hf.py is 'today' (before the faster path)")
     args = parser.parse_args()
     if args.speed:
         run_speed(args)

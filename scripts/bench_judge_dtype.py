@@ -21,13 +21,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks_doc import machine, update_section  # noqa: E402
-from behaviors.build import load_items  # noqa: E402
-from models.backends.base import BackendConfig  # noqa: E402
-from rl.judge_eval import concept_explanations, select_items  # noqa: E402
-from simulators.config import JudgeConfig  # noqa: E402
-from simulators.judge import Judge  # noqa: E402
-from simulators.metrics import expected_accuracy  # noqa: E402
-from simulators.render import Explanation  # noqa: E402
+from pcdrl.behaviors.build import load_items  # noqa: E402
+from pcdrl.behaviors.encoded import encode_items, load_labelled_pcd, pretrained_concepts  # noqa: E402
+from pcdrl.models.backends.base import BackendConfig  # noqa: E402
+from pcdrl.evaluation.judge_eval import select_items  # noqa: E402
+from pcdrl.simulators.config import JudgeConfig  # noqa: E402
+from pcdrl.simulators.judge import Judge  # noqa: E402
+from pcdrl.simulators.metrics import expected_accuracy  # noqa: E402
+from pcdrl.simulators.render import Explanation  # noqa: E402
 
 
 def pick(scores: list[float]) -> int:
@@ -46,10 +47,11 @@ def main() -> None:
     threads = int(os.environ.get("OMP_NUM_THREADS", "1"))
     torch.set_num_threads(threads)
     items = select_items(load_items(args.data, split="test"), args.items, seed=7)
-    shown = concept_explanations(items, args.pcd, 8, 0)
+    labelled = load_labelled_pcd(args.pcd)
+    shown = pretrained_concepts(labelled, encode_items(labelled, items, args.data), 8)
     questions, options = [it["question"] for it in items], [it["options"] for it in items]
     truth = [it["answer"] for it in items]
-    explanations = [Explanation(labels=tuple(s["labels"])) for s in shown["pretrained"]]
+    explanations = [Explanation(labels=tuple(labelled.labels[c] for c in top)) for top in shown]
     load_before = os.getloadavg()
     results, rows = {}, []
     for dtype in ("float32", "bfloat16"):

@@ -19,9 +19,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks_doc import machine, update_section  # noqa: E402
-from configs.loader import load_config  # noqa: E402
-from rl.judge_eval import judge_eval  # noqa: E402
-from rl.judge_eval_config import JudgeEvalConfig  # noqa: E402
+from pcdrl.runtime.config_loader import load_config  # noqa: E402
+from pcdrl.evaluation.judge_eval import judge_eval  # noqa: E402
+from pcdrl.evaluation.judge_eval_config import JudgeEvalConfig  # noqa: E402
 
 KINDS = ("input", "output", "both")
 MODES = ("random", "same_source")

@@ -19,10 +19,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
 
 from benchmarks_doc import machine, update_section  # noqa: E402
-from configs.loader import load_config  # noqa: E402
-from pcd.config import PretrainRunConfig  # noqa: E402
-from pcd.corpus import build_windows  # noqa: E402
-from pcd.model import PCD  # noqa: E402
+from pcdrl.runtime.config_loader import load_config  # noqa: E402
+from pcdrl.pcd.config import PretrainRunConfig  # noqa: E402
+from pcdrl.pcd.corpus import build_windows  # noqa: E402
+from pcdrl.pcd.model import PCD  # noqa: E402
 
 
 def time_steps(pcd: PCD, windows, steps: int, batch: int, cached: torch.Tensor | None) -> float:

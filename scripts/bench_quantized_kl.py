@@ -20,12 +20,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from benchmarks_doc import machine, update_section  # noqa: E402
-from configs.loader import load_config  # noqa: E402
-from pcd.train_state import latest_checkpoint, load_trainable_state  # noqa: E402
-from rl.policy import kl_estimate  # noqa: E402
-from rl.sampling import plackett_luce_step_logprobs  # noqa: E402
-from rl.train_config import RLTrainConfig  # noqa: E402
-from rl.trainer import prepare  # noqa: E402
+from pcdrl.runtime.config_loader import load_config  # noqa: E402
+from pcdrl.pcd.train_state import latest_checkpoint, load_trainable_state  # noqa: E402
+from pcdrl.rl.policy import kl_estimate  # noqa: E402
+from pcdrl.rl.sampling import plackett_luce_step_logprobs  # noqa: E402
+from pcdrl.rl.train_config import RLTrainConfig  # noqa: E402
+from pcdrl.rl.trainer import prepare  # noqa: E402
 
 TOLERANCE = 0.01
 """Stated tolerance: |mean KL(int8) − mean KL(exact)| below this many nats per explanation."""

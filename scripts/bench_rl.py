@@ -23,9 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from benchmarks_doc import machine, update_section  # noqa: E402
-from configs.loader import load_config  # noqa: E402
-from rl.train_config import RLTrainConfig  # noqa: E402
-from rl.trainer import train  # noqa: E402
+from pcdrl.runtime.config_loader import load_config  # noqa: E402
+from pcdrl.rl.train_config import RLTrainConfig  # noqa: E402
+from pcdrl.rl.trainer import train  # noqa: E402
 
 PHASES = ("sample", "judge", "reward", "update")
 

@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT))
 
 from benchmarks_doc import update_section  # noqa: E402
-from models.loading import cpu_has_bf16  # noqa: E402
+from pcdrl.models.loading import cpu_has_bf16  # noqa: E402
 
 GEMMA = "{name: gemma, backend: {model: gemma3-270m, batch_size: 8}}"
 
@@ -39,7 +39,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", default="runs/rl-gain", help="run folders go to OUT/<labels>-<distractors>-<reward>/")
     parser.add_argument("--label-kind", default="input", choices=["input", "output", "both"])
     parser.add_argument("--distractors", default="random", choices=["random", "same_source"])
-    parser.add_argument("--reward", default="judge_true_pmi", help="one reward term, weight 1 (rewards/registry.py)")
+    parser.add_argument("--reward", default="judge_true_pmi", help="one reward term, weight 1 (pcdrl/rewards/registry.py)")
     parser.add_argument("--seeds", default="0,1", help="comma-separated; each seed trains on its own core")
     parser.add_argument("--steps", type=int, default=36)
     parser.add_argument("--items-per-step", type=int, default=32)
@@ -63,7 +63,7 @@ def pcdrl(args: list[str], threads: int, log: Path | None = None) -> subprocess.
     """Start one `pcdrl` verb in a child process (its own torch thread count; output to `log` if given)."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PCDRL_NO_PROGRESS": "1"}
     out = open(log, "a") if log else None
-    return subprocess.Popen([sys.executable, "-m", "rl.cli", *args], cwd=ROOT, env=env, stdout=out,
+    return subprocess.Popen([sys.executable, "-m", "pcdrl.cli", *args], cwd=ROOT, env=env, stdout=out,
                             stderr=subprocess.STDOUT if out else None)
 
 

@@ -24,13 +24,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from benchmarks_doc import machine, update_section  # noqa: E402
-from configs.loader import load_config  # noqa: E402
-from rl.train_config import RLTrainConfig  # noqa: E402
+from pcdrl.runtime.config_loader import load_config  # noqa: E402
+from pcdrl.rl.train_config import RLTrainConfig  # noqa: E402
 
 
 def collect(cfg: RLTrainConfig, samples_per_item: int) -> dict:
-    from rl.trainer import prepare, set_accuracies
-    from simulators.judge import Judge
+    from pcdrl.rl.trainer import prepare, set_accuracies
+    from pcdrl.simulators.judge import Judge
 
     prep = prepare(cfg)
     items = prep.train_items + prep.eval_items

@@ -24,11 +24,11 @@ GROUP=${GROUP:-8}
 MAX_ITEMS=${MAX_ITEMS:-0}   # held-out items scored by judge-eval and eval (0 = all); a CPU rehearsal sets a few
 PY=${PY:-python3}
 mkdir -p "$OUT"
-pcdrl() { PCDRL_NO_PROGRESS=1 OMP_NUM_THREADS=$THREADS $PY -m rl.cli "$@"; }
+pcdrl() { PCDRL_NO_PROGRESS=1 OMP_NUM_THREADS=$THREADS $PY -m pcdrl "$@"; }
 judge="{name: smollm2, backend: {kind: hf, model: smollm2-135m-instruct, device: $DEVICE, batch_size: $JUDGE_BATCH}}"
 
 # Convert the judge's weights once, before parallel stages would all start converting them.
-$PY -c "from models.loading import resolve_model_path; print(resolve_model_path('smollm2-135m-instruct'))"
+$PY -c "from pcdrl.models.loading import resolve_model_path; print(resolve_model_path('smollm2-135m-instruct'))"
 
 echo "== 1. judge-eval: label kinds x distractor modes ($(date +%T))"
 for kind in input output both; do

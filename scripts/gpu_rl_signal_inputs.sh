@@ -12,12 +12,12 @@ PY=${PY:-.venv/bin/python}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} PCDRL_NO_PROGRESS=1
 mkdir -p "$ART"
 for mode in random same_source; do
-  [ -f "$ART/data-$mode/summary.json" ] || $PY -m rl.cli data build configs/data/quickstart.yaml --out "$ART/data-$mode" \
+  [ -f "$ART/data-$mode/summary.json" ] || $PY -m pcdrl data build configs/data/quickstart.yaml --out "$ART/data-$mode" \
     attributes.enabled=false continuation.n_items="$N_ITEMS" continuation.distractors="$mode"
 done
 if [ ! -f "$ART/pcd-both/concepts.json" ] || ! grep -q '"label_kind"' "$ART/pcd-both/concepts.json"; then
   cp -r "$PCD" "$ART/pcd-both"
-  $PY -m rl.cli label "$ART/pcd-both" --config configs/pcd/label_quickstart.yaml --out "$ART/label" \
+  $PY -m pcdrl label "$ART/pcd-both" --config configs/pcd/label_quickstart.yaml --out "$ART/label" \
     label.kind=both label.max_concepts=12
 fi
 # The other two kinds: the same concepts and statistics, labels re-rendered (no second labelling run).

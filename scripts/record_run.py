@@ -16,7 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from benchmarks_doc import update_section  # noqa: E402
-from rl.tables import eval_table, judge_eval_table  # noqa: E402
+from pcdrl.evaluation.tables import eval_table, judge_eval_table  # noqa: E402
 
 
 def data_section(run: Path, summary: dict, command: str) -> str:

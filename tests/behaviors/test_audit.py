@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from behaviors.audit import AuditFileError, read_audit_file
+from pcdrl.behaviors.audit import AuditFileError, read_audit_file, read_audit_files
 
 
 def write(tmp_path, lines):
@@ -38,7 +38,7 @@ def test_valid_file_with_answer_and_checker(tmp_path):
     ({"prompt": "p", "checker": "refusal", "answer": "Yes"}, r"field 'answer': give exactly one"),
     ({"prompt": "p", "question": "q", "options": ["a", "b"], "answer": "c"}, r"field 'answer': 'c' is not one of"),
     ({"prompt": "p", "question": "q", "options": ["a", "b"], "answer": 5}, r"field 'answer': index 5 outside"),
-    ({"prompt": "p", "question": "q", "options": ["a", "b"], "answer": "a", "optoins": 1}, r"field 'optoins': unknown field; did you mean 'options'"),
+    ({"prompt": "p", "question": "q", "options": ["a", "b"], "answer": "a", "optoins": 1}, r"field 'optoins': unknown field \(known: answer, .*\)\. Did you mean 'options'\?"),
     ({"prompt": "p", "question": "q", "options": ["a", "b"], "answer": "a", "split": "dev"}, r"field 'split'"),
     ({"prompt": "p", "checker": "refusal", "options": ["Maybe", "Never"]}, r"checker 'refusal' answers one of"),
     ({"prompt": "p", "question": "q", "options": ["a", "b"], "answer": "a", "read_last": 0}, r"field 'read_last'"),
@@ -58,3 +58,20 @@ def test_duplicate_ids_and_empty_files(tmp_path):
         read_audit_file(write(tmp_path, ["# nothing here"]))
     with pytest.raises(FileNotFoundError, match="does not exist"):
         read_audit_file(tmp_path / "missing.jsonl")
+
+
+def test_an_id_shared_by_two_files_is_refused_naming_both(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    entry = {"prompt": "p", "question": "q", "options": ["a", "b"], "answer": "a", "id": "same"}
+    first, second = write(tmp_path / "a", [entry]), write(tmp_path / "b", [{**entry, "id": "other"}, entry])
+    with pytest.raises(AuditFileError, match=rf"^{second}:2: field 'id': 'same' is also used at {first}:1; ids must be "
+                                             r"unique across audit_files"):
+        read_audit_files([first, second])
+    # Default ids are FILE-STEM/LINE, so two files of different names never clash by default.
+    one = tmp_path / "one.jsonl"
+    two = tmp_path / "two.jsonl"
+    plain = {"prompt": "p", "question": "q", "options": ["a", "b"], "answer": "a"}
+    one.write_text(json.dumps(plain))
+    two.write_text(json.dumps(plain))
+    assert [e.id for f in read_audit_files([one, two]).values() for e in f] == ["one/0001", "two/0001"]

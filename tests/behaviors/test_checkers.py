@@ -1,6 +1,6 @@
 import pytest
 
-from behaviors.checkers import CHECKERS, UnknownCheckerError, get_checker
+from pcdrl.behaviors.checkers import CHECKERS, UnknownCheckerError, get_checker
 
 
 @pytest.mark.parametrize("name, text, expected", [

@@ -7,14 +7,14 @@ from dataclasses import replace
 
 import pytest
 
-from behaviors.config import ContinuationConfig, DataBuildConfig
-from behaviors.continuation import (build_continuation_items, content_words, nearest_same_source, option_overlap,
+from pcdrl.behaviors.config import ContinuationConfig, DataBuildConfig
+from pcdrl.behaviors.continuation import (build_continuation_items, content_words, nearest_same_source, option_overlap,
                                     own_source_share)
-from configs.journal import Journal
-from configs.loader import ConfigError, load_config
-from models import load_tokenizer
-from pcd.config import CorpusConfig, WindowConfig
-from pcd.corpus import WindowOrigin, build_windows
+from pcdrl.runtime.journal import Journal
+from pcdrl.runtime.config_loader import ConfigError, load_config
+from pcdrl.models import load_tokenizer
+from pcdrl.pcd.config import CorpusConfig, WindowConfig
+from pcdrl.pcd.corpus import WindowOrigin, build_windows
 
 
 class EchoBackend:
@@ -53,8 +53,8 @@ def two_file_corpus(tmp_path, lines_b: int = 30):
 
 def test_random_distractors_are_the_items_built_before_same_source_existed(tiny_model_dir, tiny_corpus, tmp_path):
     # Digests of (group, options, answer) from the builder before `distractors` existed, on the same inputs.
-    from models.backends.base import BackendConfig
-    from models.backends.hf import HFBackend
+    from pcdrl.models.backends.base import BackendConfig
+    from pcdrl.models.backends.hf import HFBackend
 
     tokenizer = load_tokenizer(tiny_model_dir)
     cfg = ContinuationConfig(n_items=60, corpus=CorpusConfig(path=str(tiny_corpus), max_windows=4096,
@@ -88,8 +88,8 @@ def test_windows_know_their_file_and_position_and_stay_the_same(tiny_model_dir, 
 
 
 def test_same_source_distractors_are_the_nearest_windows_of_the_source_and_split(tiny_model_dir, tmp_path):
-    from models.backends.base import BackendConfig
-    from models.backends.hf import HFBackend
+    from pcdrl.models.backends.base import BackendConfig
+    from pcdrl.models.backends.hf import HFBackend
 
     tokenizer = load_tokenizer(tiny_model_dir)
     corpus = CorpusConfig(path=str(two_file_corpus(tmp_path)), max_windows=4096, heldout_fraction=0.5)
@@ -151,8 +151,8 @@ def test_option_overlap_counts_shared_content_words_only():
 
 
 def test_summary_reads_the_labels_of_each_items_pcd_concepts(tiny_model_dir, tiny_corpus, tiny_pcd, tmp_path):
-    from behaviors.build import continuation_summary
-    from pcd.checkpoint import save_pcd
+    from pcdrl.behaviors.build import continuation_summary
+    from pcdrl.pcd.checkpoint import save_pcd
 
     tiny_pcd.concepts = {"concepts": [{"id": i, "label": "dogs and cat" if i % 2 else "red roofs"}
                                       for i in range(64)]}

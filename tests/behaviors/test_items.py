@@ -1,4 +1,4 @@
-from behaviors.items import Item, answer_balance, assign_splits, balance, check_item, group_in_test
+from pcdrl.behaviors.items import Item, answer_balance, assign_splits, balance, check_item, group_in_test
 
 import pytest
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from behaviors.build import load_items
+from pcdrl.behaviors.build import load_items
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -20,7 +20,7 @@ def test_data_build_cli_on_smollm2(tmp_path):
     args = ["data", "build", "configs/data/quickstart.yaml", "--out", str(out), "continuation.n_items=16",
             "attributes.max_prompts=12", "attributes.min_items=1", "attributes.max_new_tokens=24",
             f"audit_files=[{audit}]", "split.test_fraction=0.5"]
-    result = subprocess.run([sys.executable, "-m", "rl.cli", *args], cwd=REPO, capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "pcdrl.cli", *args], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     printed = json.loads(result.stdout)
     assert printed["n_items"] > 16 and set(printed["splits"]) == {"train", "test"}
@@ -35,7 +35,7 @@ def test_data_build_cli_on_smollm2(tmp_path):
     chat = next(it for it in items if it["family"] == "attributes")
     assert chat["read_positions"] == list(range(len(chat["input_ids"]) - 8, len(chat["input_ids"])))
     # A rerun resumes from the journal: S is not run again, and the dataset is identical.
-    again = subprocess.run([sys.executable, "-m", "rl.cli", *args], cwd=REPO, capture_output=True, text=True)
+    again = subprocess.run([sys.executable, "-m", "pcdrl.cli", *args], cwd=REPO, capture_output=True, text=True)
     assert again.returncode == 0 and load_items(out) == items
 
 
@@ -43,7 +43,7 @@ def test_bad_audit_file_fails_before_s_loads(tmp_path):
     audit = tmp_path / "audit.jsonl"
     audit.write_text('{"prompt": "x", "checker": "refusal"}\n{"prompt": "y", "options": ["Yes", "Yes"], '
                      '"question": "q", "answer": "Yes"}\n')
-    result = subprocess.run([sys.executable, "-m", "rl.cli", "data", "build", "configs/data/quickstart.yaml",
+    result = subprocess.run([sys.executable, "-m", "pcdrl.cli", "data", "build", "configs/data/quickstart.yaml",
                              "--out", str(tmp_path / "data"), f"audit_files=[{audit}]"],
                             cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 2

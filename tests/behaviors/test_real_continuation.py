@@ -3,15 +3,15 @@ import json
 
 import pytest
 
-from behaviors.config import ContinuationConfig
-from behaviors.continuation import build_continuation_items
-from configs.journal import Journal
+from pcdrl.behaviors.config import ContinuationConfig
+from pcdrl.behaviors.continuation import build_continuation_items
+from pcdrl.runtime.journal import Journal
 
 
 @pytest.mark.real_model
 def test_same_source_options_all_come_from_the_items_own_corpus(tmp_path):
-    from models.backends.base import BackendConfig
-    from models.backends.hf import HFBackend
+    from pcdrl.models.backends.base import BackendConfig
+    from pcdrl.models.backends.hf import HFBackend
 
     backend = HFBackend(BackendConfig(model="smollm2-135m-instruct", batch_size=20))
     cfg = ContinuationConfig(n_items=40, distractors="same_source")

@@ -55,8 +55,8 @@ def http_client():
 
 @pytest.fixture(scope="module")
 def tiny_hf(tiny_model_dir):
-    from models.backends.base import BackendConfig
-    from models.backends.hf import HFBackend
+    from pcdrl.models.backends.base import BackendConfig
+    from pcdrl.models.backends.hf import HFBackend
 
     return HFBackend(BackendConfig(model=tiny_model_dir))
 
@@ -64,7 +64,7 @@ def tiny_hf(tiny_model_dir):
 @pytest.fixture
 def make_server():
     """``make_server(backend, **limits) -> (server, engine, url)``; every server is stopped after the test."""
-    from models.server import ServerLimits, serve_in_thread
+    from pcdrl.models.server import ServerLimits, serve_in_thread
 
     servers = []
 

@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from models.backends import BackendConfig, make_backend
-from models.scoring import continuation_logprobs
+from pcdrl.models.backends import BackendConfig, make_backend
+from pcdrl.models.scoring import continuation_logprobs
 
 PREFIXES = ["abc de", "x", "abc de", "hello there, how are"]
 OPTIONS = [[" f", " fgh", " zz top"], [" y", " yy"], [" q"], [" you", " we doing", " they", " it"]]
@@ -55,7 +55,7 @@ def test_bad_requests(tiny_model_dir):
 ])
 def test_bad_backend_values_fail_when_the_config_is_made(field, value, message):
     """Before, an unknown quantize value loaded an fp32 model without a word."""
-    from configs.loader import ConfigError
+    from pcdrl.runtime.config_loader import ConfigError
 
     with pytest.raises(ConfigError, match=message):
         BackendConfig(**{field: value})
@@ -74,7 +74,7 @@ def test_real_smollm2_scores_match_full_forward():
 
 def test_shared_stem_scores_match_unbatched_forwards(tiny_model_dir):
     """Prefixes with a long common start (a judge's persona) run the stem once; scores must not change."""
-    from models.backends.hf import shared_stem_length
+    from pcdrl.models.backends.hf import shared_stem_length
 
     backend = make_backend(BackendConfig(model=tiny_model_dir, batch_size=4))
     stem = "You are a careful reader of notes. "

@@ -6,9 +6,9 @@ import logging
 
 import pytest
 
-from models.backends import http as http_backend
-from models.backends.base import BackendConfig, BackendError
-from models.backends.http import HTTPBackend, is_loopback_host, may_send_api_key
+from pcdrl.models.backends import http as http_backend
+from pcdrl.models.backends.base import BackendConfig, BackendError
+from pcdrl.models.backends.http import HTTPBackend, is_loopback_host, may_send_api_key
 
 
 @pytest.mark.parametrize("url, allowed", [
@@ -41,7 +41,7 @@ def config(url: str, **extra) -> BackendConfig:
 
 def test_the_key_is_withheld_from_plain_http_with_a_warning(monkeypatch, caplog):
     monkeypatch.setenv("PCDRL_TEST_KEY", "sk-secret")
-    with caplog.at_level(logging.WARNING, logger="models.backends.http"):
+    with caplog.at_level(logging.WARNING, logger="pcdrl.models.backends.http"):
         backend = HTTPBackend(config("http://10.0.0.5:8000/v1"))
     assert "Authorization" not in backend.headers
     message = " ".join(r.getMessage() for r in caplog.records)

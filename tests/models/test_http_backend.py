@@ -16,11 +16,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from models.backends import make_backend
-from models.backends.base import BackendConfig, BackendError
-from models.backends.hf import HFBackend
-from models.backends.http import HTTPBackend, TransientError, option_logprob, with_retries
-from models.server import serve_in_thread
+from pcdrl.models.backends import make_backend
+from pcdrl.models.backends.base import BackendConfig, BackendError
+from pcdrl.models.backends.hf import HFBackend
+from pcdrl.models.backends.http import HTTPBackend, TransientError, option_logprob, with_retries
+from pcdrl.models.server import serve_in_thread
 
 PREFIXES = ["the cat", "hello there", "the cat", "Q: is it? A:"]
 OPTIONS = [[" sat", " ran away"], [" Y", " No!"], [" sat", " on"], [" yes", " no"]]
@@ -165,7 +165,7 @@ def test_server_down_raises_after_backoff(caplog):
     url = f"http://127.0.0.1:{free_port()}/v1"
     backend = HTTPBackend(http_config(url, model="m", max_retries=2, backoff_s=0.1, timeout_s=2.0))
     start = time.monotonic()
-    with caplog.at_level(logging.WARNING, logger="models.backends.http"), pytest.raises(BackendError) as err:
+    with caplog.at_level(logging.WARNING, logger="pcdrl.models.backends.http"), pytest.raises(BackendError) as err:
         backend.generate(["hi"], 2)
     elapsed = time.monotonic() - start
     message = str(err.value)
@@ -237,7 +237,7 @@ def test_two_503s_then_success(flaky_server, monkeypatch, caplog):
     server, url = flaky_server
     monkeypatch.setenv("PCDRL_TEST_KEY", "sk-test")
     backend = HTTPBackend(http_config(url, model="judge", max_retries=3, api_key_env="PCDRL_TEST_KEY"))
-    with caplog.at_level(logging.WARNING, logger="models.backends.http"):
+    with caplog.at_level(logging.WARNING, logger="pcdrl.models.backends.http"):
         assert backend.generate(["hi"], 3, ignore_eos=True) == [" ok"]
     assert len(server.bodies) == 3
     assert server.bodies[-1] == {"model": "judge", "prompt": ["hi"], "max_tokens": 3, "temperature": 0,
@@ -254,9 +254,9 @@ def test_too_few_retries_for_the_503s_fail(flaky_server):
     assert len(server.bodies) == 2
 
 
-@pytest.mark.parametrize("command", [["-m", "models.server"], ["-m", "rl.cli", "serve"]])
+@pytest.mark.parametrize("command", [["-m", "pcdrl.models.server"], ["-m", "pcdrl.cli", "serve"]])
 def test_server_cli_serves_on_the_announced_url(tiny_model_dir, command):
-    """`python -m models.server` (and `pcdrl serve`) print the URL when ready; port 0 picks a free one."""
+    """`python -m pcdrl.models.server` (and `pcdrl serve`) print the URL when ready; port 0 picks a free one."""
     import subprocess
     import sys
     import urllib.request

@@ -4,9 +4,9 @@ import dataclasses
 import pytest
 import torch
 
-from models import OFFLINE_MODELS, ModelNotAvailableError, load_model, load_tokenizer
-from models.cache import converted_folder
-from models.registry import OfflineModel
+from pcdrl.models import OFFLINE_MODELS, ModelNotAvailableError, load_model, load_tokenizer
+from pcdrl.models.cache import converted_folder
+from pcdrl.models.registry import OfflineModel
 
 
 def fake_spec(tmp_path, **changes):
@@ -70,7 +70,7 @@ def test_bitsandbytes_quantization_loads_on_cpu(tiny_model_dir_64, mode):
 
 @pytest.mark.real_model
 def test_gemma3_loads_from_its_wheel_and_its_blocks_can_be_read():
-    from pcd.activations import read_residual
+    from pcdrl.pcd.activations import read_residual
 
     model = load_model("gemma3-270m")
     tokenizer = load_tokenizer("gemma3-270m")
@@ -85,7 +85,7 @@ def test_gemma3_loads_from_its_wheel_and_its_blocks_can_be_read():
 
 
 def test_a_gguf_path_variable_that_names_no_file_says_which_variable(tmp_path, isolated_cache, monkeypatch):
-    from models.cache import gguf_path_variable
+    from pcdrl.models.cache import gguf_path_variable
 
     spec = fake_spec(tmp_path, package="no_such_pcdrl_wheel")
     assert gguf_path_variable(spec) == "PCDRL_GGUF_FAKE_MODEL"
@@ -105,7 +105,7 @@ def test_a_gguf_path_variable_is_held_to_the_wheels_hash(tmp_path, isolated_cach
 @pytest.mark.real_model
 def test_smollm2_converts_from_a_gguf_path_without_its_wheel(tmp_path, isolated_cache, monkeypatch):
     """A bare GPU machine has the GGUF file but not the wheel: the variable is enough."""
-    from models.registry import package_dir
+    from pcdrl.models.registry import package_dir
 
     real = OFFLINE_MODELS["smollm2-135m-instruct"]
     gguf = real.locate_gguf(package_dir(real), tmp_path)
@@ -118,7 +118,7 @@ def test_smollm2_converts_from_a_gguf_path_without_its_wheel(tmp_path, isolated_
 
 
 def test_dtype_auto_is_float32_on_cpu_and_bfloat16_on_cuda(monkeypatch):
-    import models.loading as loading
+    import pcdrl.models.loading as loading
 
     assert loading.resolve_dtype("auto", "cpu") == torch.float32
     assert loading.resolve_dtype("auto", "cuda:0") == torch.bfloat16
@@ -130,7 +130,7 @@ def test_dtype_auto_is_float32_on_cpu_and_bfloat16_on_cuda(monkeypatch):
 
 
 def test_dtype_fast_is_bfloat16_only_where_it_runs_natively(monkeypatch):
-    import models.loading as loading
+    import pcdrl.models.loading as loading
 
     monkeypatch.setattr(loading, "cpu_has_bf16", lambda: False)
     assert loading.resolve_dtype("fast", "cpu") == torch.float32  # no refusal: falls back to float32
@@ -140,7 +140,7 @@ def test_dtype_fast_is_bfloat16_only_where_it_runs_natively(monkeypatch):
 
 
 def test_a_bfloat16_model_scores_close_to_float32(tiny_model_dir, monkeypatch):
-    import models.loading as loading
+    import pcdrl.models.loading as loading
 
     monkeypatch.setattr(loading, "cpu_has_bf16", lambda: True)  # the path under test, whatever this CPU has
     full, half = load_model(tiny_model_dir), load_model(tiny_model_dir, dtype="bfloat16")
@@ -158,8 +158,8 @@ def test_a_bfloat16_model_scores_close_to_float32(tiny_model_dir, monkeypatch):
     ({"dtype": "fast", "quantize": "bnb4"}, "backend.dtype: fast with quantize=bnb4"),
 ])
 def test_bad_dtypes_fail_when_the_backend_config_is_made(changes, message):
-    from configs.loader import ConfigError
-    from models.backends.base import BackendConfig
+    from pcdrl.runtime.config_loader import ConfigError
+    from pcdrl.models.backends.base import BackendConfig
 
     with pytest.raises(ConfigError, match=message):
         BackendConfig(**changes)

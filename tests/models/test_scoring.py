@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from models import load_model, load_tokenizer
-from models.scoring import candidate_token_ids, continuation_logprobs, generate_greedy, next_token_logprobs
+from pcdrl.models import load_model, load_tokenizer
+from pcdrl.models.scoring import candidate_token_ids, continuation_logprobs, generate_greedy, next_token_logprobs
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from models.server import CompletionEngine, RequestError, ServerLimits, content_length, serve_in_thread
+from pcdrl.models.server import CompletionEngine, RequestError, ServerLimits, content_length, serve_in_thread
 
 SERVED = "<the served model's name>"  # replaced by the tiny model's folder in the tests
 LIMITS = ServerLimits(max_body_bytes=4096, max_prompts=4, max_prompt_tokens=16, max_tokens=8, max_logprobs=3,

@@ -16,9 +16,9 @@ import time
 
 import pytest
 
-from models.backends.base import BackendConfig
-from models.backends.hf import HFBackend
-from models.server import FairLock, ServerLimits, check_host, main, parse_limits, serve_in_thread
+from pcdrl.models.backends.base import BackendConfig
+from pcdrl.models.backends.hf import HFBackend
+from pcdrl.models.server import FairLock, ServerLimits, check_host, main, parse_limits, serve_in_thread
 
 SMALL = dict(max_body_bytes=2000, max_prompts=4, max_prompt_tokens=32, max_tokens=40, max_logprobs=3,
              read_timeout_s=0.5)
@@ -310,9 +310,9 @@ def test_serve_refuses_a_remote_host_before_loading_the_model(tiny_model_dir):
         serve_in_thread(tiny_model_dir, host="0.0.0.0")
     with pytest.raises(ValueError, match="--limit max_tokens: 'x' is not a number"):
         main(["--limit", "max_tokens=x", "--model", "no-such-model-is-loaded"])
-    proc = subprocess.run([sys.executable, "-m", "models.server", "--host", "0.0.0.0", "--model", tiny_model_dir],
+    proc = subprocess.run([sys.executable, "-m", "pcdrl.models.server", "--host", "0.0.0.0", "--model", tiny_model_dir],
                           capture_output=True, text=True, timeout=600)
-    assert proc.returncode != 0 and "python -m models.server: error: --host '0.0.0.0'" in proc.stderr
+    assert proc.returncode != 0 and "python -m pcdrl.models.server: error: --host '0.0.0.0'" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 

@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-from models import load_model
-from pcd.activations import LayerIndexError, read_residual
-from pcd.config import PCDConfig
-from pcd.model import PCD
+from pcdrl.models import load_model
+from pcdrl.pcd.activations import LayerIndexError, read_residual
+from pcdrl.pcd.config import PCDConfig
+from pcdrl.pcd.model import PCD
 
 
 def test_read_residual_matches_hidden_states_and_stops_early(tiny_model_dir):

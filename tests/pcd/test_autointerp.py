@@ -1,8 +1,10 @@
+import math
+
 import torch
 
-from pcd.autointerp import derangement, simulator_prompt
-from pcd.stats import auroc, bootstrap_ci, pearson
-from pcd.examples import firings_by_concept, render_context, split_by_window, token_statistics_label
+from pcdrl.pcd.autointerp import derangement, simulator_prompt
+from pcdrl.pcd.stats import auroc, bootstrap_ci, bootstrap_mean, pearson
+from pcdrl.pcd.examples import firings_by_concept, render_context, split_by_window, token_statistics_label
 
 
 def test_auroc_orders_and_ties():
@@ -18,6 +20,17 @@ def test_pearson_and_bootstrap():
     assert abs(pearson(x, -x) + 1.0) < 1e-6
     low, high = bootstrap_ci(torch.tensor([0.5] * 10))
     assert low == high == 0.5
+
+
+def test_the_bootstrap_leaves_out_unscored_concepts():
+    # A concept the simulator could not score is NaN: it must not turn the whole interval into NaN.
+    values = torch.tensor([0.9, 0.4, 0.75, float("nan"), 0.6, 0.55], dtype=torch.float64)
+    mean, ci = bootstrap_mean(values, 500, 3)
+    assert mean == 0.64 and ci == [0.5, 0.8]
+    # Unrounded, the draws are those judge-eval and the label summaries have always reported.
+    assert bootstrap_ci(values, 500, 3) == [0.49999999999999994, 0.8]
+    nothing = bootstrap_mean(torch.tensor([float("nan")] * 3))
+    assert math.isnan(nothing[0]) and all(math.isnan(x) for x in nothing[1])
 
 
 def test_derangement_moves_every_label():
@@ -37,7 +50,7 @@ def test_firings_grouped_by_concept_strongest_first():
 
 
 def test_render_context_and_token_label(tiny_model_dir):
-    from models import load_tokenizer
+    from pcdrl.models import load_tokenizer
 
     tokenizer = load_tokenizer(tiny_model_dir)
     ids = torch.tensor(tokenizer("the cat sat", add_special_tokens=False)["input_ids"])
@@ -57,8 +70,8 @@ def test_simulator_prompt_golden():
 
 
 def test_likelihood_and_explainer_prompts_golden():
-    from pcd.autointerp import likelihood_prompt
-    from pcd.labelling import EXPLAINER_PROMPT
+    from pcdrl.pcd.autointerp import likelihood_prompt
+    from pcdrl.pcd.labelling import EXPLAINER_PROMPT
 
     assert likelihood_prompt('the words "for", "because"', "they shall not find me:") == (
         'Words described as: the words "for", "because"\nText: they shall not find me:'

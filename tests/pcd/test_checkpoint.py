@@ -3,9 +3,9 @@ import json
 import pytest
 import torch
 
-from pcd.checkpoint import CheckpointError
-from pcd.config import PCDConfig
-from pcd.model import PCD
+from pcdrl.pcd.checkpoint import CheckpointError
+from pcdrl.pcd.config import PCDConfig
+from pcdrl.pcd.model import PCD
 
 
 def test_save_load_round_trip_gives_identical_logits(tiny_model_dir, tmp_path):
@@ -30,7 +30,7 @@ def test_save_load_round_trip_gives_identical_logits(tiny_model_dir, tmp_path):
     loss_after, _ = loaded.suffix_loss(loaded.read_activations(ids[:, :5], slice(1, 5)), ids[:, 5:])
     assert torch.equal(loss_before, loss_after)
     soft = pcd.soft_tokens(acts)[0]
-    from pcd.decoder import soft_prompt_batch
+    from pcdrl.pcd.decoder import soft_prompt_batch
 
     batch = soft_prompt_batch(ids[:, 5:], soft.shape[1], pcd.placeholder_id)
     assert torch.equal(pcd.decoder_logits(soft, batch[0], batch[1]), loaded.decoder_logits(soft, batch[0], batch[1]))

@@ -2,9 +2,9 @@ import json
 
 import pytest
 
-from models import load_tokenizer
-from pcd.config import CorpusConfig, WindowConfig
-from pcd.corpus import CorpusError, build_windows, load_texts
+from pcdrl.models import load_tokenizer
+from pcdrl.pcd.config import CorpusConfig, WindowConfig
+from pcdrl.pcd.corpus import CorpusError, build_windows, load_texts
 
 
 def test_jsonl_and_parquet_corpora_load_through_datasets(tmp_path, tiny_model_dir):
@@ -35,7 +35,7 @@ def test_missing_text_field_lists_the_columns(tmp_path):
 
 
 def test_unknown_builtin_source_lists_the_known_ones():
-    from configs.loader import ConfigError
+    from pcdrl.runtime.config_loader import ConfigError
 
     # Refused when the config is made, before any text loads.
     with pytest.raises(ConfigError, match=r"unknown source 'wiki'; built-in ones are \['kjv', 'python-docs'\]"):

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from pcd.decoder import embed_with_soft_tokens, soft_prompt_batch
+from pcdrl.pcd.decoder import embed_with_soft_tokens, soft_prompt_batch
 
 
 def _batch(pcd, batch=2, middle=5, suffix=6):

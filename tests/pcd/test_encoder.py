@@ -1,6 +1,6 @@
 import torch
 
-from pcd.encoder import ConceptEncoder
+from pcdrl.pcd.encoder import ConceptEncoder
 
 
 def make_encoder(d=16, m=64, k=4, seed=0):

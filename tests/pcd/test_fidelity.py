@@ -5,11 +5,11 @@ from dataclasses import asdict
 import pytest
 import torch
 
-from configs.loader import ConfigError
-from pcd.config import CorpusConfig
-from pcd.examples import firings_by_concept
-from pcd.fidelity import FidelityConfig, _fidelity_windows, concept_fidelity
-from pcd.labelling import _read_and_encode
+from pcdrl.runtime.config_loader import ConfigError
+from pcdrl.pcd.config import CorpusConfig
+from pcdrl.pcd.examples import firings_by_concept
+from pcdrl.pcd.fidelity import FidelityConfig, _fidelity_windows, concept_fidelity
+from pcdrl.pcd.labelling import read_and_encode
 
 CONCEPTS = list(range(16))
 LABELS = {c: f"concept number {c}" for c in CONCEPTS}
@@ -39,7 +39,7 @@ def _permuted(linear: torch.nn.Linear, order: torch.Tensor) -> torch.nn.Linear:
 def test_read_and_encode_matches_pcd_encode(pcd, tiny_model_dir):
     """`pcdrl label` now encodes through the same path: it must equal PCD.encode's top-k."""
     windows = _fidelity_windows(pcd, 8)
-    (firings,) = _read_and_encode(pcd, windows, [pcd.encoder.W_enc])
+    (firings,) = read_and_encode(pcd, windows, [pcd.encoder.W_enc])
     out = pcd.encode(pcd.read_activations(windows, slice(4, 8)))
     assert firings == firings_by_concept(out.top_indices, out.top_values, offset=4)
 

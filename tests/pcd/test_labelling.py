@@ -3,13 +3,13 @@ import json
 
 import pytest
 
-from configs.loader import load_config
-from pcd.config import PretrainRunConfig
-from pcd.labelling import label_checkpoint
-from pcd.labels_config import LabelRunConfig
-from pcd.pretrain import pretrain
-from pcd.model import PCD
-from pcd.output_labels import token_text
+from pcdrl.runtime.config_loader import load_config
+from pcdrl.pcd.config import PretrainRunConfig
+from pcdrl.pcd.labelling import label_checkpoint
+from pcdrl.pcd.labels_config import LabelRunConfig
+from pcdrl.pcd.pretrain import pretrain
+from pcdrl.pcd.model import PCD
+from pcdrl.pcd.output_labels import token_text
 
 
 def _pretrained(tmp_path, overrides):

@@ -2,11 +2,11 @@
 import pytest
 import torch
 
-from configs.loader import ConfigError, load_config
-from pcd.examples import Firing
-from pcd.labels_config import LabelRunConfig
-from pcd.next_tokens import NextTokens, decoder_next_tokens, subject_next_tokens
-from pcd.output_labels import lift_tokens, render_label, sparse_mean, token_text
+from pcdrl.runtime.config_loader import ConfigError, load_config
+from pcdrl.pcd.examples import Firing
+from pcdrl.pcd.labels_config import LabelRunConfig
+from pcdrl.pcd.next_tokens import NextTokens, decoder_next_tokens, subject_next_tokens
+from pcdrl.pcd.output_labels import lift_tokens, render_label, sparse_mean, token_text
 
 
 def test_lift_ranks_by_lift_and_floors_rare_tokens():
@@ -59,7 +59,7 @@ def test_label_text_of_each_kind():
 
 @pytest.mark.real_model
 def test_both_label_stays_compact_for_the_judge():
-    from models import load_tokenizer
+    from pcdrl.models import load_tokenizer
 
     tokenizer = load_tokenizer("smollm2-135m-instruct")
     label = render_label("both", "", ["the", "a"], input_words=["of", "and"])
@@ -73,9 +73,9 @@ def test_unknown_kind_fails_at_load_naming_the_choices():
 
 
 def test_next_token_scores_come_free_with_the_unchanged_continuation_scores(tiny_model_dir):
-    from models import load_model, load_tokenizer
-    from models.scoring import continuation_logprobs
-    from models.scoring import continuation_and_next_logprobs
+    from pcdrl.models import load_model, load_tokenizer
+    from pcdrl.models.scoring import continuation_logprobs
+    from pcdrl.models.scoring import continuation_and_next_logprobs
 
     model, tokenizer = load_model(tiny_model_dir), load_tokenizer(tiny_model_dir)
     prompts = ["Words described as: x\nText: the cat", "Words: y\nText: a dog ran", "z"]
@@ -120,10 +120,10 @@ def test_decoder_tokens_read_one_concept_as_the_encoder_would_emit_it(tiny_pcd):
 
 @pytest.mark.real_model
 def test_smollm2_output_tokens_are_what_s_predicts_where_a_concept_fires():
-    from models import load_tokenizer
-    from pcd.config import PCDConfig
-    from pcd.examples import firings_by_concept, split_by_window
-    from pcd.model import PCD
+    from pcdrl.models import load_tokenizer
+    from pcdrl.pcd.config import PCDConfig
+    from pcdrl.pcd.examples import firings_by_concept, split_by_window
+    from pcdrl.pcd.model import PCD
 
     pcd = PCD.create(PCDConfig(subject_model="smollm2-135m-instruct", read_layer=15, n_concepts=256, k=8)).eval()
     tokenizer = load_tokenizer("smollm2-135m-instruct")
@@ -162,7 +162,7 @@ def test_smollm2_output_tokens_are_what_s_predicts_where_a_concept_fires():
 
 
 def test_rerendering_a_concepts_json_gives_each_kinds_label_from_the_stored_sides():
-    from pcd.output_labels import rerender_concepts
+    from pcdrl.pcd.output_labels import rerender_concepts
 
     entry = {"id": 3, "label": 'on "of", "and"; then "the", "a"', "kind": "both", "labeller": "tokens",
              "input_label": 'the words "of", "and", "And"', "input_tokens": ["of", "and", "And"],

@@ -12,10 +12,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from configs.loader import load_config
-from pcd.config import PretrainRunConfig, TrainConfig
-from pcd.corpus import CorpusError
-from pcd.pretrain import lr_factor, pretrain
+from pcdrl.runtime.config_loader import load_config
+from pcdrl.pcd.config import PretrainRunConfig, TrainConfig
+from pcdrl.pcd.corpus import CorpusError
+from pcdrl.pcd.pretrain import lr_factor, pretrain
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -77,7 +77,7 @@ def test_corpus_shorter_than_one_window_is_refused(tiny_model_dir, tmp_path, iso
 
 
 def _cli(model_dir, corpus, out, *extra, **train):
-    cmd = [sys.executable, "-m", "rl.cli", "pretrain", str(REPO / "configs/pcd/quickstart.yaml"), "--out", str(out)]
+    cmd = [sys.executable, "-m", "pcdrl.cli", "pretrain", str(REPO / "pcdrl/configs/pcd/quickstart.yaml"), "--out", str(out)]
     return cmd + tiny_overrides(model_dir, corpus, **train) + list(extra)
 
 

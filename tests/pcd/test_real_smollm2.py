@@ -2,9 +2,9 @@
 import pytest
 import torch
 
-from pcd.config import CorpusConfig, PCDConfig, WindowConfig
-from pcd.corpus import build_windows
-from pcd.model import PCD
+from pcdrl.pcd.config import CorpusConfig, PCDConfig, WindowConfig
+from pcdrl.pcd.corpus import build_windows
+from pcdrl.pcd.model import PCD
 
 pytestmark = pytest.mark.real_model
 
@@ -30,7 +30,7 @@ def test_a_few_pretraining_steps_lower_the_loss_on_a_fixed_batch():
 
 
 def test_read_layer_beyond_smollm2_depth_is_refused():
-    from pcd.activations import LayerIndexError
+    from pcdrl.pcd.activations import LayerIndexError
 
     with pytest.raises(LayerIndexError, match="has 30 layers: use 0..29"):
         PCD.create(PCDConfig(read_layer=30))

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from rewards import BUILTIN, RewardBatch, RewardConfigError, combine, resolve
+from pcdrl.rewards import BUILTIN, RewardBatch, RewardConfigError, combine, resolve
 
 
 def batch(**extra):

@@ -2,12 +2,12 @@
 import pytest
 import torch
 
-from configs.loader import ConfigError
-from rewards import BUILTIN, RewardBatch, check_weights, combine
-from rewards.registry import needs_every_option
-from rewards.terms import reads, term_reads
-from rl.train_config import RLTrainConfig
-from simulators.config import JudgeConfig
+from pcdrl.runtime.config_loader import ConfigError
+from pcdrl.rewards import BUILTIN, RewardBatch, check_weights, combine
+from pcdrl.rewards.registry import needs_every_option
+from pcdrl.rewards.terms import reads, term_reads
+from pcdrl.rl.train_config import RLTrainConfig
+from pcdrl.simulators.config import JudgeConfig
 
 
 def true_only_batch(**extra):

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from rl.losses import clipped_policy_loss, clipped_value_loss, gae, group_advantages
-from rl.sampling import plackett_luce_logprob, plackett_luce_step_logprobs
+from pcdrl.rl.losses import clipped_policy_loss, clipped_value_loss, gae, group_advantages
+from pcdrl.rl.sampling import plackett_luce_logprob, plackett_luce_step_logprobs
 
 
 def test_step_logprobs_sum_to_the_set_logprob():

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from pcd.encoder import ConceptEncoder
-from pcd.concepts import pooled_inputs
-from rl.policy import ConceptSetPolicy, PolicyConfig, kl_estimate
+from pcdrl.pcd.encoder import ConceptEncoder
+from pcdrl.pcd.concepts import pooled_inputs
+from pcdrl.rl.policy import ConceptSetPolicy, PolicyConfig, kl_estimate
 
 
 def make(k=3, m=32, d=16, **kw):
@@ -89,9 +89,9 @@ def test_logit_scale_standardises_the_pretrained_logits():
 def test_int8_reference_keeps_the_kl_on_the_real_model():
     """The default SmolLM2 PCD's encoder (2048 concepts over 576 dims): KL to the int8 reference matches the
     exact one within the tolerance scripts/bench_quantized_kl.py states (0.01 nats per explanation)."""
-    from pcd.config import PCDConfig
-    from pcd.model import PCD
-    from rl.sampling import plackett_luce_step_logprobs
+    from pcdrl.pcd.config import PCDConfig
+    from pcdrl.pcd.model import PCD
+    from pcdrl.rl.sampling import plackett_luce_step_logprobs
 
     pcd = PCD.create(PCDConfig(lora_dropout=0.0), seed=0).eval()
     texts = ["The capital of France is Paris.", "def add(a, b):\n    return a + b", "I'm sorry, but I can't help."]

@@ -19,8 +19,8 @@ WORDS = "river king sword bread light temple wind letter silver garden night hor
 def test_train_cli_on_smollm2(tmp_path):
     from dataclasses import asdict
 
-    from pcd.config import CorpusConfig, PCDConfig, WindowConfig
-    from pcd.model import PCD
+    from pcdrl.pcd.config import CorpusConfig, PCDConfig, WindowConfig
+    from pcdrl.pcd.model import PCD
 
     pcd = PCD.create(PCDConfig(lora_dropout=0.0), seed=0).eval()
     ids = pcd.tokenizer("In the beginning God created the heaven and the earth. And the earth was without form.",
@@ -34,7 +34,7 @@ def test_train_cli_on_smollm2(tmp_path):
     pcd.save_pretrained(tmp_path / "pcd")
 
     def cli(*args):
-        result = subprocess.run([sys.executable, "-m", "rl.cli", *args], cwd=REPO, capture_output=True, text=True)
+        result = subprocess.run([sys.executable, "-m", "pcdrl.cli", *args], cwd=REPO, capture_output=True, text=True)
         assert result.returncode == 0, result.stderr[-2000:]
         return result.stdout
 

@@ -1,5 +1,5 @@
 """A save killed at each of its steps leaves a run that resumes from a complete checkpoint: never a half-written
-one, never step 0 without a word. Crash points are injected with PCDRL_CRASH_AT (test-only; pcd/train_state.py)."""
+one, never step 0 without a word. Crash points are injected with PCDRL_CRASH_AT (test-only; pcdrl/pcd/train_state.py)."""
 import json
 import os
 import signal
@@ -11,10 +11,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from configs.loader import dump_yaml, load_config
-from pcd.train_state import CheckpointError, is_complete, latest_checkpoint, resolve_checkpoint
-from rl.train_config import RLTrainConfig
-from rl.trainer import train
+from pcdrl.runtime.config_loader import dump_yaml, load_config
+from pcdrl.pcd.train_state import CheckpointError, is_complete, latest_checkpoint, resolve_checkpoint
+from pcdrl.rl.train_config import RLTrainConfig
+from pcdrl.rl.trainer import train
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 SAVER = """
 import sys, torch
 from pathlib import Path
-from pcd.train_state import save_train_state
+from pcdrl.pcd.train_state import save_train_state
 module = torch.nn.Linear(3, 3)
 optimizer = torch.optim.Adam(module.parameters())
 for step in (1, 2, 3, 3, 4):
@@ -89,7 +89,7 @@ def test_truncated_weights_are_not_a_complete_checkpoint(tmp_path):
 
 
 def test_resume_says_so_when_there_is_nothing_to_resume(tmp_path, capsys):
-    from rl.cli import _check_resume
+    from pcdrl.cli import _check_resume
 
     _check_resume(tmp_path / "new", resume=True)
     assert "nothing to resume; starting a new run" in capsys.readouterr().err
@@ -132,7 +132,7 @@ def _weights(run: Path) -> dict:
 
 
 def _cli_train(config: Path, out: Path, *extra: str, crash_at: str = "") -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "rl.cli", "train", str(config), "--out", str(out), *extra],
+    return subprocess.run([sys.executable, "-m", "pcdrl.cli", "train", str(config), "--out", str(out), *extra],
                           cwd=REPO, capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": str(REPO), "PCDRL_CRASH_AT": crash_at})
 

@@ -1,16 +1,16 @@
 import pytest
 import torch
 
-from models.backends import BackendConfig
-from pcd.encoder import ConceptEncoder
-from rl.losses import group_advantages
-from pcd.concepts import pooled_inputs
-from rl.policy import ConceptSetPolicy, PolicyConfig
-from rl.critic import ValueHead
-from rl.rollout import rollout
-from simulators.config import JudgeConfig
-from simulators.judge import Judge
-from simulators.render import Explanation
+from pcdrl.models.backends import BackendConfig
+from pcdrl.pcd.encoder import ConceptEncoder
+from pcdrl.rl.losses import group_advantages
+from pcdrl.pcd.concepts import pooled_inputs
+from pcdrl.rl.policy import ConceptSetPolicy, PolicyConfig
+from pcdrl.rl.critic import ValueHead
+from pcdrl.rl.rollout import rollout
+from pcdrl.simulators.config import JudgeConfig
+from pcdrl.simulators.judge import Judge
+from pcdrl.simulators.render import Explanation
 
 
 def test_rollout_with_a_real_tiny_judge(tiny_model_dir):

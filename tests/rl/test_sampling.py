@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from rl.sampling import greedy_top_k, gumbel_top_k, plackett_luce_logprob
+from pcdrl.rl.sampling import greedy_top_k, gumbel_top_k, plackett_luce_logprob
 
 
 def test_plackett_luce_is_a_distribution_over_ordered_sets():

@@ -3,10 +3,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from configs.loader import ConfigError, load_config
-from pcd.train_state import latest_checkpoint
-from rl.train_config import RLTrainConfig
-from rl.trainer import train
+from pcdrl.runtime.config_loader import ConfigError, load_config
+from pcdrl.pcd.train_state import latest_checkpoint
+from pcdrl.rl.train_config import RLTrainConfig
+from pcdrl.rl.trainer import train
 
 
 def _cfg(pipeline, *extra):
@@ -47,7 +47,7 @@ def test_config_errors(pipeline):
         _cfg(pipeline, "grpo.group_size=1")
     with pytest.raises(ConfigError, match="algorithm: 'reinforce' is unknown; use grpo or ppo"):
         _cfg(pipeline, "algorithm=reinforce")
-    with pytest.raises(ConfigError, match="report_to: .*'tensorbord'.*did you mean 'tensorboard'"):
+    with pytest.raises(ConfigError, match="report_to: .*'tensorbord'.*Did you mean 'tensorboard'"):
         _cfg(pipeline, "report_to=[tensorbord]")
 
 
@@ -61,7 +61,7 @@ def test_sigkill_five_times_then_resume_gives_the_same_weights(pipeline, tmp_pat
     import time
     from pathlib import Path
 
-    from configs.loader import dump_yaml
+    from pcdrl.runtime.config_loader import dump_yaml
 
     cfg = _cfg(pipeline, "steps=30", "heldout_judges=[]", "max_eval_items=2")
     config = tmp_path / "train.yaml"
@@ -76,7 +76,7 @@ def test_sigkill_five_times_then_resume_gives_the_same_weights(pipeline, tmp_pat
     kills, target = 0, 0
     while kills < 5:
         target += rng.randint(2, 4)
-        args = [sys.executable, "-m", "rl.cli", "train", str(config), "--out", str(out)] + (["--resume"] if kills else [])
+        args = [sys.executable, "-m", "pcdrl.cli", "train", str(config), "--out", str(out)] + (["--resume"] if kills else [])
         proc = subprocess.Popen(args, cwd=repo, env={**os.environ, "PYTHONPATH": str(repo)},
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 120
@@ -99,8 +99,8 @@ def test_a_judge_that_goes_down_checkpoints_and_stops_clearly(pipeline, tmp_path
     import threading
     import time
 
-    from models.backends import BackendError
-    from models.server import serve_in_thread
+    from pcdrl.models.backends import BackendError
+    from pcdrl.models.server import serve_in_thread
 
     server, url = serve_in_thread(pipeline["model"])
     port = server.server_address[1]

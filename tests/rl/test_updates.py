@@ -2,16 +2,16 @@
 learns the reward, and a row with a NaN reward has no effect on the gradient."""
 import torch
 
-from configs.loader import load_config
-from pcd.concepts import pooled_inputs
-from pcd.encoder import ConceptEncoder
-from rewards import CombinedReward
-from rl.critic import ValueHead
-from rl.policy import ConceptSetPolicy, PolicyConfig
-from rl.rollout import Rollout
-from rl.sampling import plackett_luce_step_logprobs
-from rl.train_config import RLTrainConfig
-from rl.updates import grpo_update, ppo_update
+from pcdrl.runtime.config_loader import load_config
+from pcdrl.pcd.concepts import pooled_inputs
+from pcdrl.pcd.encoder import ConceptEncoder
+from pcdrl.rewards import CombinedReward
+from pcdrl.rl.critic import ValueHead
+from pcdrl.rl.policy import ConceptSetPolicy, PolicyConfig
+from pcdrl.rl.rollout import Rollout
+from pcdrl.rl.sampling import plackett_luce_step_logprobs
+from pcdrl.rl.train_config import RLTrainConfig
+from pcdrl.rl.updates import grpo_update, ppo_update
 
 
 def _setup(group=4, items=3):

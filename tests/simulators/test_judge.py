@@ -2,11 +2,11 @@ import math
 
 import pytest
 
-from models.backends import BackendConfig
-from simulators.config import JudgeConfig
-from simulators.judge import DuplicateOptionsError, Judge
-from simulators.metrics import brier, correct_logprob, expected_accuracy, softmax
-from simulators.render import EmptyExplanationError, Explanation
+from pcdrl.models.backends import BackendConfig
+from pcdrl.simulators.config import JudgeConfig
+from pcdrl.simulators.judge import DuplicateOptionsError, Judge
+from pcdrl.simulators.metrics import brier, correct_logprob, expected_accuracy, softmax
+from pcdrl.simulators.render import EmptyExplanationError, Explanation
 
 
 def test_metrics():

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from simulators.render import (DEFAULT_TEMPLATES, EmptyExplanationError, Explanation, judge_prompt, load_template,
+from pcdrl.simulators.render import (DEFAULT_TEMPLATES, EmptyExplanationError, Explanation, judge_prompt, load_template,
                                option_text)
 
 GOLDEN = Path(__file__).parent / "golden"

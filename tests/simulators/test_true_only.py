@@ -3,10 +3,10 @@ import math
 
 import pytest
 
-from models.backends import BackendConfig
-from simulators.config import JudgeConfig
-from simulators.judge import Judge
-from simulators.render import Explanation
+from pcdrl.models.backends import BackendConfig
+from pcdrl.simulators.config import JudgeConfig
+from pcdrl.simulators.judge import Judge
+from pcdrl.simulators.render import Explanation
 
 QUESTIONS = ["Which next?", "Will it refuse?", "Which next?", "Which next?"]
 OPTIONS = [["abc", "de", "fghij"], ["Yes", "No"], ["abc", "de", "fghij"], ["x", "yz", "a longer option"]]

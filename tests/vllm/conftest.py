@@ -39,8 +39,8 @@ def pytest_terminal_summary(terminalreporter):
 
 @pytest.fixture(scope="session")
 def hf_backend():
-    from models.backends.base import BackendConfig
-    from models.backends.hf import HFBackend
+    from pcdrl.models.backends.base import BackendConfig
+    from pcdrl.models.backends.hf import HFBackend
 
     backend = HFBackend(BackendConfig(kind="hf", model=MODEL, batch_size=8))
     yield backend

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from models.backends import BackendConfig, BackendError, make_backend
+from pcdrl.models.backends import BackendConfig, BackendError, make_backend
 
 MODEL = "smollm2-135m-instruct"
 TOLERANCE_NATS = 1e-2  # largest allowed |vLLM - HF| for one option's summed log-prob, fp32 on both sides

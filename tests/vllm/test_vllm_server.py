@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from models.backends import BackendConfig, make_backend
-from models.loading import resolve_model_path
+from pcdrl.models.backends import BackendConfig, make_backend
+from pcdrl.models.loading import resolve_model_path
 
 MODEL = "smollm2-135m-instruct"
 TOLERANCE_NATS = 1e-2  # largest allowed |server - HF| for one option's summed log-prob, fp32 on both sides

@@ -1,1 +1,0 @@
-"""behaviors: see design.md."""

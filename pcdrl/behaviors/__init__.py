@@ -1,0 +1,1 @@
+"""Behaviour-question datasets, built by running S: continuations, response attributes and audit files."""

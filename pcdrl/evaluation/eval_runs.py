@@ -1,0 +1,86 @@
+"""Finding `pcdrl train` runs on disk and loading their RL policies, for `pcdrl eval`.
+
+A run folder holds config.yaml (the resolved RLTrainConfig) and checkpoints/step_XXXXXX/ with
+trainable.safetensors: the LoRA and offsets under `policy.`, the PPO critic under `critic.`, and the
+policy's logit scale as `buffer::logit_scale`. A checkpoint folder may be named instead of its run.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from pcdrl.runtime.config_loader import ConfigError, load_config
+from pcdrl.pcd.train_state import CheckpointError, latest_checkpoint
+from pcdrl.rl.train_config import RLTrainConfig
+
+EXPECTED = ("a `pcdrl train` run folder: config.yaml (written by pcdrl train) and "
+            "checkpoints/step_XXXXXX/trainable.safetensors; or one of its checkpoints/step_XXXXXX folders")
+
+
+class NotARunError(ValueError):
+    pass
+
+
+@dataclass
+class RunRef:
+    path: Path
+    """The run folder."""
+    checkpoint: Path
+    """The checkpoint evaluated (the latest one unless a checkpoint folder was named)."""
+    config: RLTrainConfig
+    """The run's resolved training config."""
+
+
+def find_run(path: str | Path) -> RunRef:
+    path = Path(path)
+    if not path.exists():
+        raise NotARunError(f"{path} does not exist; pcdrl eval expects {EXPECTED}")
+    if (path / "trainable.safetensors").is_file() and path.parent.name == "checkpoints":
+        run, checkpoint = path.parent.parent, path
+    else:
+        try:  # a dangling latest.txt falls back to the newest complete checkpoint, with a warning
+            run, checkpoint = path, latest_checkpoint(path / "checkpoints")
+        except CheckpointError as err:
+            raise NotARunError(f"{path} has no checkpoint to evaluate: {err.fact}") from None
+    found = sorted(p.name for p in run.iterdir()) if run.is_dir() else []
+    if not (run / "config.yaml").is_file() or "pcdrl train" not in (run / "config.yaml").read_text().split("\n")[0]:
+        raise NotARunError(f"{run} is not a pcdrl train run (it has: {', '.join(found) or 'nothing'}); "
+                           f"pcdrl eval expects {EXPECTED}")
+    if checkpoint is None or not (checkpoint / "trainable.safetensors").is_file():
+        raise NotARunError(f"{run} has no finished checkpoint (checkpoints/latest.txt pointing at a folder with "
+                           "trainable.safetensors); finish or resume it with pcdrl train ... --resume")
+    try:
+        config = load_config(RLTrainConfig, run / "config.yaml")
+    except ConfigError as err:
+        raise NotARunError(f"{run / 'config.yaml'} is not a valid pcdrl train config: {err}") from None
+    return RunRef(run, checkpoint, config)
+
+
+def check_comparable(runs: list[RunRef]) -> None:
+    """Seeds of one experiment: same PCD, data, families and policy; only the seed may differ."""
+    first = runs[0].config
+    for run in runs[1:]:
+        for field in ("pcd", "data", "families", "policy"):
+            if getattr(run.config, field) != getattr(first, field):
+                raise ValueError(f"{run.path} and {runs[0].path} differ in `{field}`; pcdrl eval compares seeds "
+                                 "of one experiment: evaluate different experiments separately")
+
+
+def load_policy_state(policy, checkpoint: Path) -> None:
+    """Load a checkpoint's LoRA, offsets and logit scale into a fresh ConceptSetPolicy (the critic is
+    not needed to evaluate)."""
+    state = load_file(checkpoint / "trainable.safetensors")
+    params = dict(policy.head.named_parameters())
+    with torch.no_grad():
+        for name, value in state.items():
+            if name == "buffer::logit_scale":
+                policy.logit_scale.copy_(value)
+            elif name.startswith("policy."):
+                key = name.removeprefix("policy.")
+                if key not in params:
+                    raise ValueError(f"{checkpoint}: weight {key} does not fit the policy built from the run's "
+                                     "config (was the checkpoint made by another version of pcdrl?)")
+                params[key].copy_(value)

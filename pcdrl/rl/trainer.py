@@ -1,0 +1,211 @@
+"""`pcdrl train`: GRPO or PPO on concept sets, read top to bottom.
+
+    prepare: items, pooled activations (S runs once per item), labels, judges, policy (+ critic for PPO)
+    loop:    rollout (sample concept sets, judge, rewards) → advantages → μ clipped updates → log
+             → atomic checkpoint (LoRA, critic, optimizer, RNG, step, judge calibration cache)
+    finish:  greedy held-out accuracy for every judge, pretrained vs RL
+
+The data order is a pure function of (seed, step) and sampling uses torch's global RNG, which
+the checkpoint saves, so `--resume` repeats the uninterrupted run exactly.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from pcdrl.behaviors.build import load_items
+from pcdrl.behaviors.encoded import encode_items, load_labelled_pcd
+from pcdrl.runtime.progress import progress_bar
+from pcdrl.runtime.reporting import Reporter
+from pcdrl.runtime.rundir import RunDir
+from pcdrl.runtime.signals import GracefulStop, StopRequested
+from pcdrl.models.backends import BackendError
+from pcdrl.pcd.grounding import grounding_losses
+from pcdrl.pcd.pretrain import batch_indices
+from pcdrl.pcd.train_state import latest_checkpoint, load_train_state, save_train_state
+from pcdrl.rewards import check_weights
+from pcdrl.rl.critic import ValueHead
+from pcdrl.rl.policy import ConceptSetPolicy
+from pcdrl.rl.rollout import rollout
+from pcdrl.rl.timing import Stopwatch
+from pcdrl.rl.train_config import RLTrainConfig
+from pcdrl.rl.updates import grpo_update, ppo_update
+from pcdrl.simulators.judge import Judge
+from pcdrl.simulators.metrics import expected_accuracy
+from pcdrl.simulators.render import Explanation
+
+
+def _items(cfg: RLTrainConfig, split: str, limit: int) -> list[dict]:
+    items = [it for it in load_items(cfg.data, split=split) if it["family"] in cfg.families]
+    if not items:
+        raise ValueError(f"{cfg.data} has no '{split}' items in families {cfg.families}")
+    return items[:limit] if limit else items
+
+
+@dataclass
+class Prepared:
+    train_items: list[dict]
+    eval_items: list[dict]
+    pooled_train: torch.Tensor
+    """[N_train, d] each training item's mean normalised activation: all the policy ever sees."""
+    pooled_eval: torch.Tensor
+    labels: dict[int, str]
+    policy: ConceptSetPolicy
+    critic: ValueHead | None
+    trainable: nn.Module
+    """Everything the optimizer updates, under one module so that one checkpoint holds it."""
+    pcd_k: int
+    grounding: Callable[[list[int], torch.Tensor, torch.Tensor], torch.Tensor] | None
+    """(the step's training rows, item_rows, chosen) -> the PCD decoder's loss per sampled row; only when
+    the `grounding` reward is on (it keeps S in memory)."""
+
+
+def prepare(cfg: RLTrainConfig) -> Prepared:
+    train_items, eval_items = _items(cfg, "train", cfg.max_train_items), _items(cfg, "test", cfg.max_eval_items)
+    labelled = load_labelled_pcd(cfg.pcd)
+    train, held_out = encode_items(labelled, train_items, cfg.data), encode_items(labelled, eval_items, cfg.data)
+    torch.manual_seed(cfg.seed)  # the LoRA and critic init
+    policy = ConceptSetPolicy(labelled.pcd.encoder, cfg.policy, labelled.allowed)
+    policy.fit_logit_scale(train.pooled)  # before quantizing: the scale comes from the exact pretrained weights
+    if cfg.kl.quantize_reference:
+        policy.quantize_reference()
+    trainable = nn.ModuleDict({"policy": policy.head})
+    critic = None
+    if cfg.algorithm == "ppo":
+        critic = ValueHead(train.pooled.shape[1], cfg.ppo.value_hidden)
+        trainable["critic"] = critic
+    grounding = _grounding_fn(labelled.pcd, train.activations, train_items) if cfg.rewards.get("grounding") else None
+    return Prepared(train_items, eval_items, train.pooled, held_out.pooled, labelled.labels, policy, critic,
+                    trainable, labelled.pcd.config.k, grounding)
+
+
+def _grounding_fn(pcd, train_acts, train_items):
+    """The `grounding` reward's input, computed here because it runs the PCD decoder (S with its adapter) on
+    S's own output per sampled row; the reward term itself only reads the losses."""
+    output_ids = [pcd.tokenizer(it["behaviour"], add_special_tokens=False)["input_ids"] for it in train_items]
+
+    def losses(batch_rows: list[int], item_rows: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
+        acts = [train_acts[r] for r in batch_rows]
+        return grounding_losses(pcd, acts, item_rows, chosen, [output_ids[r] for r in batch_rows])
+
+    return losses
+
+
+def _optimizer(cfg: RLTrainConfig, prep: Prepared) -> torch.optim.Optimizer:
+    groups = [{"params": prep.policy.trainable_parameters(), "lr": cfg.lr}]
+    if prep.critic is not None:
+        groups.append({"params": list(prep.critic.parameters()), "lr": cfg.ppo.value_lr})
+    return torch.optim.Adam(groups)
+
+
+def set_accuracies(judge: Judge, items: list[dict], sets: torch.Tensor, labels: dict[int, str]) -> list[float]:
+    """The judge's expected accuracy on each item when shown its row of concept ids as labels."""
+    answers = judge.answer([it["question"] for it in items], [it["options"] for it in items],
+                           [Explanation(labels=tuple(labels[c] for c in row)) for row in sets.tolist()])
+    return [expected_accuracy(s, it["answer"]) for s, it in zip(answers.scores, items)]
+
+
+def greedy_accuracy(policy, pooled, items, labels, judge: Judge) -> float:
+    return sum(set_accuracies(judge, items, policy.greedy(pooled), labels)) / len(items)
+
+
+# Fields that do not change the weights: `steps` may grow (train a finished run longer, the learning
+# rate is constant), and the others only say where things run or what is reported.
+RESUMABLE_CHANGES = ("threads", "steps", "report_to", "evaluate_pretrained", "heldout_judges", "max_eval_items")
+
+
+def _check_same_config(info: dict, cfg: RLTrainConfig, checkpoint: Path) -> None:
+    saved, now = info.get("config", {}), asdict(cfg)
+    differ = sorted(k for k in set(saved) | set(now) if k not in RESUMABLE_CHANGES and saved.get(k) != now.get(k))
+    if differ:
+        raise ValueError(f"{checkpoint} was made with a different config (fields: {', '.join(differ)}); "
+                         "resume with the same config, or start a new --out")
+
+
+def train(cfg: RLTrainConfig, out: str | Path, resume: bool = False) -> dict:
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    started = time.time()
+    reward_functions = check_weights(cfg.rewards)
+    run = RunDir(out, cfg, command="pcdrl train", may_differ=RESUMABLE_CHANGES)
+    saved = latest_checkpoint(run.checkpoints) if resume else None  # a dangling pointer fails before S loads
+    prep = prepare(cfg)
+    judge = Judge(cfg.judge)
+    optimizer = _optimizer(cfg, prep)
+    buffers = {"logit_scale": prep.policy.logit_scale}
+
+    def checkpoint(step: int) -> None:
+        save_train_state(run.checkpoints, step, prep.trainable, optimizer,
+                         {"config": asdict(cfg), "judge_calibration": judge.calibration_state()}, buffers)
+
+    start = 0
+    if saved is not None:
+        info = load_train_state(saved, prep.trainable, optimizer, buffers)
+        _check_same_config(info, cfg, saved)
+        judge.load_calibration_state(info["judge_calibration"])
+        start = info["step"]
+    else:
+        torch.manual_seed(cfg.seed + 1)  # the sampling stream
+    reporter = Reporter(run.path, cfg.report_to, asdict(cfg), run_name=run.path.name, resume=saved is not None)
+    with GracefulStop() as stop, progress_bar() as bar, reporter:
+        loop_started = time.time()
+        task = bar.add_task(cfg.algorithm.upper(), total=cfg.steps, completed=start, status="")
+        for step in range(start, cfg.steps):
+            # The data position is a pure function of (seed, step), as in pretraining: resume needs no sampler.
+            rows = batch_indices(len(prep.train_items), cfg.items_per_step, step, cfg.seed).tolist()
+            pooled_rows = prep.pooled_train[rows].repeat_interleave(cfg.samples_per_item, dim=0)
+            grounding = (lambda item_rows, chosen: prep.grounding(rows, item_rows, chosen)) if prep.grounding else None
+            watch, rng_before, step_started = Stopwatch(), torch.get_rng_state(), time.perf_counter()
+            try:
+                out_ = rollout(prep.policy, prep.pooled_train[rows], [prep.train_items[r] for r in rows], prep.labels,
+                               judge, cfg.rewards, cfg.samples_per_item, None, reward_functions, prep.pcd_k, watch,
+                               grounding)
+            except BackendError as err:
+                # The backend has already retried. Save the state as it was before this step's sampling,
+                # so that --resume repeats this step exactly once the judge is back.
+                torch.set_rng_state(rng_before)
+                checkpoint(step)
+                raise BackendError(f"the judge failed at step {step + 1} ({err}); a checkpoint of step {step} is "
+                                   f"saved: fix the judge, then rerun with --resume --out {run.path}") from err
+            with watch("update"):
+                if cfg.algorithm == "grpo":
+                    metrics = grpo_update(prep.policy, optimizer, pooled_rows, out_, cfg)
+                else:
+                    metrics = ppo_update(prep.policy, prep.critic, optimizer, pooled_rows, out_, cfg)
+            done = step + 1
+            metrics = {"step": done, **metrics, **out_.reward.log_record(), **watch.record(),
+                       "time/step_s": round(time.perf_counter() - step_started, 4)}
+            run.log(metrics)
+            reporter.log(done, {k: v for k, v in metrics.items() if k != "step"})
+            bar.update(task, completed=done, status=f"reward {metrics['reward/total/mean']:.3f}")
+            if done % cfg.checkpoint_every == 0 or done == cfg.steps or stop.requested:
+                checkpoint(done)
+            if stop.requested and done < cfg.steps:
+                raise StopRequested(f"stopped at step {done}; continue with: pcdrl train ... --out {run.path} --resume")
+        train_seconds = time.time() - loop_started
+        summary = _finish(cfg, prep, judge)
+        summary.update(train_seconds=round(train_seconds, 1), wall_seconds=round(time.time() - started, 1))
+        reporter.summary(summary)
+    run.write_summary(summary)
+    run.close()
+    return summary
+
+
+def _finish(cfg: RLTrainConfig, prep: Prepared, judge: Judge) -> dict:
+    """Greedy held-out accuracy before (adapter off) and after RL, for the training and held-out judges."""
+    summary = {"heldout_accuracy_rl": {}, "n_eval_items": len(prep.eval_items)}
+    if cfg.evaluate_pretrained:
+        summary["heldout_accuracy_pretrained"] = {}
+    judges = [judge] + [Judge(j) for j in cfg.heldout_judges]
+    policy, args = prep.policy, (prep.pooled_eval, prep.eval_items, prep.labels)
+    for j in judges:
+        summary["heldout_accuracy_rl"][j.name] = greedy_accuracy(policy, *args, j)
+        if cfg.evaluate_pretrained:
+            with policy.pretrained():
+                summary["heldout_accuracy_pretrained"][j.name] = greedy_accuracy(policy, *args, j)
+    return summary

@@ -1,0 +1,1 @@
+"""Simulated humans: judge prompts, calibrated answer scoring, personas and held-out judges."""

@@ -1,1 +1,0 @@
-"""rl: see design.md."""

@@ -1,1 +1,0 @@
-"""simulators: see design.md."""
