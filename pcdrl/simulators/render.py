@@ -1,6 +1,7 @@
 """Explanations, and the judge prompts built from them, as plain text. Pure functions.
 
-An explanation is concept labels (a numbered list), a formula over concepts (later policies), or
+An explanation is concept labels (a numbered list), a formula over concepts (already printed as text,
+by `pcdrl.explanations.to_text`: simulators sits below explanations and only ever sees the string), or
 for the oracle row, S's actual output. The prompt without an explanation serves both the prior row
 and the PMI calibration.
 """
@@ -28,7 +29,8 @@ class Explanation:
     labels: tuple[str, ...] = ()
     """Concept labels, most important first."""
     formula: str = ""
-    """A propositional formula over concept labels (formula policies)."""
+    """A propositional formula over concept labels, as `pcdrl.explanations.to_text` prints it
+    (`'Python' AND NOT 'LORD'`); shown under the template's `formula_header` instead of the labels."""
     oracle: str | None = None
     """S's actual output (the oracle row only); an empty output is shown as "(nothing)"."""
 
