@@ -60,7 +60,15 @@ def find_run(path: str | Path) -> RunRef:
 
 
 def check_comparable(runs: list[RunRef]) -> None:
-    """Seeds of one experiment: same PCD, data, families and policy; only the seed may differ."""
+    """Seeds of one experiment: same PCD, data, families and policy; only the seed may differ. Each run is
+    named once: `R`, `R/` and `R/checkpoints/step_1` are one run, and counting it thrice would narrow the CIs."""
+    seen: dict[Path, RunRef] = {}
+    for run in runs:
+        key = run.path.resolve()
+        if key in seen:
+            raise ValueError(f"{seen[key].checkpoint} and {run.checkpoint} are checkpoints of one run, {run.path}; "
+                             "pcdrl eval counts each argument as one seed: name each run once")
+        seen[key] = run
     first = runs[0].config
     for run in runs[1:]:
         for field in ("pcd", "data", "families", "policy"):

@@ -14,6 +14,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from pcdrl.runtime.atomic import atomic_directory, atomic_write_json
@@ -40,6 +41,8 @@ def save_pcd(pcd, path: str | Path) -> None:
 
 
 def read_config(path: str | Path) -> tuple[PCDConfig, int]:
+    """The PCDConfig and d_model of a checkpoint folder, after checking that every part is there and that the
+    encoder's tensors fit the config: a bad folder fails here, before S (hundreds of MB) is loaded."""
     path = Path(path)
     missing = [name for name in REQUIRED if not (path / name).exists()]
     if missing:
@@ -47,10 +50,38 @@ def read_config(path: str | Path) -> tuple[PCDConfig, int]:
             f"{path} is not a PCD checkpoint: missing {', '.join(missing)} "
             f"(a checkpoint holds {', '.join(REQUIRED)}; `pcdrl pretrain` writes one to RUN/pcd)"
         )
-    meta = json.loads((path / "config.json").read_text())
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path}/config.json has format {meta.get('format')!r}; this version reads {FORMAT!r}")
-    return from_dict(PCDConfig, meta["pcd"], source=str(path / "config.json")), int(meta["d_model"])
+    try:
+        meta = json.loads((path / "config.json").read_text())
+    except (ValueError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{path}/config.json is not valid JSON ({err}); the checkpoint is damaged: "
+                              "copy it again or rerun `pcdrl pretrain`") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else None
+        raise CheckpointError(f"{path}/config.json has format {found!r}; this version reads {FORMAT!r}")
+    for key in ("pcd", "d_model"):
+        if key not in meta:
+            raise CheckpointError(f"{path}/config.json has no '{key}' entry; the checkpoint is damaged: "
+                                  "copy it again or rerun `pcdrl pretrain`")
+    config = from_dict(PCDConfig, meta["pcd"], source=str(path / "config.json"))
+    d_model = int(meta["d_model"])
+    _check_encoder_file(path / "encoder.safetensors", config, d_model)
+    return config, d_model
+
+
+def _check_encoder_file(file: Path, config: PCDConfig, d_model: int) -> None:
+    """The encoder's safetensors header is readable and its weight has the config's shape (reads the header only)."""
+    try:
+        with safe_open(file, framework="pt") as tensors:
+            shape = tensors.get_slice("W_enc.weight").get_shape() if "W_enc.weight" in tensors.keys() else None
+    except Exception as err:  # safetensors raises its own error types for a truncated or empty file
+        raise CheckpointError(f"{file} is not a readable safetensors file ({type(err).__name__}: {err}); the "
+                              "checkpoint is damaged (an interrupted copy?): copy it again or rerun `pcdrl pretrain`") from None
+    if shape is None:
+        raise CheckpointError(f"{file} holds no W_enc.weight; it is not a PCD encoder")
+    if list(shape) != [config.n_concepts, d_model]:
+        raise CheckpointError(f"{file} holds W_enc.weight of shape {list(shape)}, but config.json says "
+                              f"pcd.n_concepts={config.n_concepts} and d_model={d_model}; the folder mixes two "
+                              "checkpoints: copy it again or rerun `pcdrl pretrain`")
 
 
 def read_parts(path: str | Path, d_model: int, subject_name: str) -> tuple[dict, dict, dict]:

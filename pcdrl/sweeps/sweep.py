@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pcdrl.runtime.atomic import atomic_write_json, atomic_write_text
-from pcdrl.runtime.config_loader import dump_yaml, resolve_config_path
+from pcdrl.runtime.config_loader import ConfigError, dump_yaml, resolve_config_path
 from pcdrl.runtime.progress import progress_bar
 from pcdrl.sweeps.config import SweepConfig
 from pcdrl.sweeps.launch import run_local, run_ray
@@ -48,6 +48,13 @@ def trials(cfg: SweepConfig) -> list[Trial]:
             swept = [f"rewards={json.dumps(weights)}", f"seed={seed}", f"threads={cfg.threads_per_trial}"]
             overrides = [*cfg.overrides, *swept]
             plan.append(Trial(trial_name(weights, seed), weights, seed, overrides))
+    named: dict[str, Trial] = {}
+    for trial in plan:  # a trial's name is its folder: two weight vectors that print alike would share one
+        if trial.name in named:
+            raise ConfigError(f"weights: {named[trial.name].weights} and {trial.weights} both name the trial folder "
+                              f"{trial.name} (weights print with 6 significant digits); make them differ within "
+                              "6 digits or drop one")
+        named[trial.name] = trial
     return plan
 
 

@@ -11,7 +11,7 @@ import torch
 from pcdrl.runtime.config_loader import ConfigError, load_config
 from pcdrl.evaluation.eval import evaluate
 from pcdrl.evaluation.eval_config import EvalConfig
-from pcdrl.evaluation.eval_runs import NotARunError, find_run
+from pcdrl.evaluation.eval_runs import NotARunError, check_comparable, find_run
 from pcdrl.evaluation.stats import paired_difference, verdicts
 from pcdrl.pcd.stats import bootstrap_mean
 from pcdrl.rl.train_config import RLTrainConfig
@@ -188,3 +188,12 @@ def test_eval_of_one_checkpoint_and_the_label_controls_change_what_the_judge_rea
     assert lines(tmp_path / "one") > lines(tmp_path / "plain") and plain["controls"] == {"verdicts": plain["controls"]["verdicts"]}
     with pytest.raises(ValueError, match="control_judges"):
         evaluate([checkpoint], _eval_cfg(pipeline, "control_judges=[nobody]"), tmp_path / "bad")
+
+
+def test_one_run_named_thrice_is_not_three_seeds(two_seeds):
+    run = two_seeds[0]
+    refs = [find_run(run), find_run(f"{run}/"), find_run(find_run(run).checkpoint)]
+    with pytest.raises(ValueError, match=r"are checkpoints of one run, .*seed0; pcdrl eval counts each argument as one "
+                                         r"seed: name each run once"):
+        check_comparable(refs)
+    check_comparable([find_run(two_seeds[0]), find_run(two_seeds[1])])  # two seeds pass

@@ -43,3 +43,33 @@ def test_loading_a_folder_that_is_not_a_checkpoint_says_what_is_missing(tmp_path
     (tmp_path / "config.json").write_text(json.dumps({"format": "pcd-rl/pcd-v1"}))
     with pytest.raises(CheckpointError, match="missing encoder.safetensors, decoder, concepts.json"):
         PCD.from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("truncated", r"encoder\.safetensors is not a readable safetensors file .*copy it again or rerun `pcdrl pretrain`"),
+    ("empty", r"encoder\.safetensors is not a readable safetensors file"),
+    ("n_concepts", r"holds W_enc\.weight of shape \[32, 32\], but config\.json says pcd\.n_concepts=64 and d_model=32; "
+                   r"the folder mixes two checkpoints"),
+    ("no_pcd", r"config\.json has no 'pcd' entry; the checkpoint is damaged"),
+    ("not_json", r"config\.json is not valid JSON"),
+])
+def test_a_damaged_checkpoint_is_refused_before_s_loads(tiny_model_dir, tmp_path, monkeypatch, damage, message):
+    pcd = PCD.create(PCDConfig(subject_model=tiny_model_dir, read_layer=1, n_concepts=32, k=3, lora_rank=4), seed=0)
+    pcd.save_pretrained(tmp_path / "ckpt")
+    encoder, config = tmp_path / "ckpt" / "encoder.safetensors", tmp_path / "ckpt" / "config.json"
+    meta = json.loads(config.read_text())
+    if damage == "truncated":
+        encoder.write_bytes(encoder.read_bytes()[: encoder.stat().st_size // 2])
+    elif damage == "empty":
+        encoder.write_bytes(b"")
+    elif damage == "n_concepts":
+        config.write_text(json.dumps({**meta, "pcd": {**meta["pcd"], "n_concepts": 64}}))
+    elif damage == "no_pcd":
+        config.write_text(json.dumps({k: v for k, v in meta.items() if k != "pcd"}))
+    else:
+        config.write_text("{not json")
+    import pcdrl.models
+
+    monkeypatch.setattr(pcdrl.models, "load_model", lambda *a, **k: pytest.fail("S was loaded for a damaged checkpoint"))
+    with pytest.raises(CheckpointError, match=message):
+        PCD.from_pretrained(tmp_path / "ckpt")

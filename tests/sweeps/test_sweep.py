@@ -174,3 +174,12 @@ def test_ray_launcher_runs_trials_as_ray_tasks(pipeline, tmp_path):
     rows = _table(out)
     assert [r["status"] for r in rows] == ["ok", "ok"]
     assert all(json.loads((out / "trials" / r["name"] / "summary.json").read_text())["n_eval_items"] == 1 for r in rows)
+
+
+def test_weights_that_name_one_folder_are_refused():
+    # 0.1 and 0.1000001 print alike at 6 significant digits, so both trials would write runs into one folder.
+    cfg = _sweep("weights.grid={judge_logprob: [0.1, 0.1000001], sparsity: [0.0]}", "seeds=[0]")
+    with pytest.raises(ConfigError, match=r"^weights: \{'judge_logprob': 0\.1, 'sparsity': 0\.0\} and "
+                                          r"\{'judge_logprob': 0\.1000001, 'sparsity': 0\.0\} both name the trial folder "
+                                          r"judge_logprob=0\.1,sparsity=0,seed=0"):
+        trials(cfg)
