@@ -56,6 +56,9 @@ def find_run(path: str | Path) -> RunRef:
         config = load_config(RLTrainConfig, run / "config.yaml")
     except ConfigError as err:
         raise NotARunError(f"{run / 'config.yaml'} is not a valid pcdrl train config: {err}") from None
+    if config.policy.kind != "concepts":
+        raise NotARunError(f"{run} trained a {config.policy.kind} policy (policy.kind={config.policy.kind}); pcdrl eval "
+                           "scores concept-set runs only so far: its formula rows are not built yet (docs/formulas.md)")
     return RunRef(run, checkpoint, config)
 
 

@@ -1,7 +1,8 @@
 """What a reward term may read: one row per sampled explanation.
 
 Terms are pure functions of this batch; the trainer fills in what the active terms need (the
-judge's answers always; activations for `fidelity`; the decoder's loss for `grounding`). When
+judge's answers always; activations for `fidelity`; the decoder's loss for `grounding`; for formulas, their
+size and truth). When
 every active term reads only the true option's score, the judge scores only that option and
 `judge_probs` is None (a softmax needs every option).
 """
@@ -30,6 +31,12 @@ class RewardBatch:
     """Per row, the judge's calibrated score of the true option (JudgeAnswers.scores[row][answer])."""
     judge_calibration: str = "pmi"
     """How `judge_true_scores` were calibrated: `pmi` (minus the no-explanation score) or `none` (raw)."""
+    explanation_size: list[int] | None = None
+    """Per row, the explanation's size: the number of concepts of a set, the number of literals of a formula
+    (repeats counted). None: the length of each row's `concepts`."""
+    formula_true: list[bool] | None = None
+    """Per row, whether the formula is true on the row's item (the encoder's per-position top-k); None for
+    concept sets, which make no claim beyond naming concepts."""
 
     def __len__(self) -> int:
         return len(self.answers)

@@ -11,7 +11,8 @@ import torch
 
 from pcdrl.rewards.batch import RewardBatch
 
-ALL_FIELDS = frozenset({"judge_probs", "judge_true_scores", "concept_logits", "grounding_loss"})
+ALL_FIELDS = frozenset({"judge_probs", "judge_true_scores", "concept_logits", "grounding_loss", "explanation_size",
+                        "formula_true"})
 """What a term without a declaration (a plugin) is assumed to read: everything."""
 
 
@@ -80,10 +81,21 @@ def judge_true_pmi(batch: RewardBatch) -> torch.Tensor:
     return torch.tensor(batch.judge_true_scores, dtype=torch.float64)
 
 
-@reads()
+@reads("explanation_size")
 def sparsity(batch: RewardBatch) -> torch.Tensor:
-    """Minus the number of concepts shown: shorter explanations are easier to read."""
-    return torch.tensor([-float(len(c)) for c in batch.concepts])
+    """Minus the explanation's size (concepts in a set, literals in a formula): shorter ones are easier to read."""
+    sizes = batch.explanation_size if batch.explanation_size is not None else [len(c) for c in batch.concepts]
+    return torch.tensor([-float(n) for n in sizes])
+
+
+@reads("formula_true")
+def truth(batch: RewardBatch) -> torch.Tensor:
+    """1 when the formula is true on its item (every literal checked against the encoder's per-position top-k),
+    else 0: what teaches truth when the policy samples without the truth mask (formula.truth=reward)."""
+    if batch.formula_true is None:
+        raise ValueError("reward 'truth' needs the batch's formula_true (whether each formula is true on its "
+                         "item); it scores formulas, so train with policy.kind=formulas")
+    return torch.tensor([1.0 if t else 0.0 for t in batch.formula_true])
 
 
 @reads("concept_logits")
@@ -107,4 +119,5 @@ def grounding(batch: RewardBatch) -> torch.Tensor:
     return -batch.grounding_loss.detach().float()
 
 
-BUILTIN = {f.__name__: f for f in (judge_correct, judge_logprob, brier, judge_true_pmi, sparsity, fidelity, grounding)}
+BUILTIN = {f.__name__: f for f in (judge_correct, judge_logprob, brier, judge_true_pmi, sparsity, truth, fidelity,
+                                   grounding)}

@@ -109,6 +109,10 @@ class FormulaPolicy(nn.Module):
         """[N, n_concepts]: each concept's item-level score (the concept head, scaled)."""
         return (self.concept_head(pooled) + self.concept_up(self.concept_down(pooled))).float() / self.logit_scale
 
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """What RL trains: every parameter but the frozen concept head (the value head gets no gradient in GRPO)."""
+        return [p for p in self.parameters() if p.requires_grad]
+
     def concept_head_parameters(self) -> list[nn.Parameter]:
         """The parameters that rank concepts per item: the concept head, its low-rank update and the per-concept
         offsets (which the warm start leaves alone by default)."""

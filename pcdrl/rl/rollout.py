@@ -62,6 +62,7 @@ def rollout(policy: ConceptSetPolicy, pooled: torch.Tensor, items: list[dict], l
             concept_logits=reference_logits.masked_fill(~torch.isfinite(reference_logits), -1e9),
             top_k_active=top_k_active, grounding_loss=grounding(rows, chosen) if grounding is not None else None,
             judge_true_scores=[s[a] for s, a in zip(answers.scores, truth)], judge_calibration=judge.cfg.calibration,
+            explanation_size=[chosen.shape[1]] * len(chosen),
         )
         reward = combine(weights, batch, reward_functions)
     return Rollout(rows, chosen, old, ref, answers, reward)

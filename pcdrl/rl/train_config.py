@@ -1,4 +1,4 @@
-"""Typed config for `pcdrl train`: RL on concept sets."""
+"""Typed config for `pcdrl train`: RL on concept sets, or on formulas over concepts (`policy.kind`)."""
 from __future__ import annotations
 
 import re
@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from pcdrl.runtime.config_loader import ConfigError, all_of, did_you_mean, at_least, finite_numbers, in_range, one_of, positive, seed_value
 from pcdrl.models.backends.base import BackendConfig
+from pcdrl.explanations import FormulaConfig
 from pcdrl.rl.losses import LOSS_TYPES, SCALES
 from pcdrl.rl.policy import PolicyConfig
 from pcdrl.simulators.config import JudgeConfig
@@ -22,6 +23,55 @@ def check_reward_name(where: str, name: str) -> None:
     if name not in BUILTIN and not _PLUGIN.fullmatch(name):
         raise ConfigError(f"{where}: unknown reward {name!r}; built-in rewards: {', '.join(sorted(BUILTIN))} "
                           f"(or a plugin as module:function){did_you_mean(name, BUILTIN)}")
+
+
+POLICY_KINDS = ("concepts", "formulas")
+TRUTH_MODES = ("mask", "reward")
+CONCEPT_ONLY_REWARDS = ("grounding",)
+"""Terms that read a [N, K] tensor of chosen concepts, which a formula of variable size does not have."""
+
+
+@dataclass
+class TrainPolicyConfig(PolicyConfig):
+    """The concept-set policy's settings, plus which kind of explanation the policy writes."""
+
+    kind: str = "concepts"
+    """concepts (a set of k labels, the settings above) | formulas (a formula over concepts: the `formula:`
+    section; `k` then sets the warm start's greedy conjunction, the other settings are unused)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        one_of("policy.kind", self.kind, POLICY_KINDS)
+
+
+@dataclass
+class FormulaTrainConfig(FormulaConfig):
+    """The formula policy: its limits (max_literals, max_depth, operators), how truth is kept, its warm start."""
+
+    truth: str = "mask"
+    """mask: the grammar's truth mask, so every sampled formula is true on its item; reward: no truth mask, and
+    the `truth` reward term (1 when true) can teach it (docs/formulas.md)."""
+    temperature: float = 1.0
+    """Sampling temperature. The policy's concept logits start at 3x the item scores' spread, which is the
+    concept-set policy's temperature 0.3 already."""
+    warm_start_steps: int = 150
+    """Teacher-forced steps toward each training item's greedy conjunction before RL (0: none)."""
+    warm_start_lr: float = 3e-2
+    """Adam learning rate of the warm start."""
+    hidden: int = 64
+    """GRU state size of the formula policy."""
+    concept_rank: int = 8
+    """Rank of the trainable update to the concept head (the PCD's W_enc, frozen)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        finite_numbers(self)
+        one_of("truth", self.truth, TRUTH_MODES)
+        positive("temperature", self.temperature, " (1.0 is the warm-started policy's own sharpness)")
+        at_least("warm_start_steps", self.warm_start_steps, 0, " (0 skips the warm start)")
+        positive("warm_start_lr", self.warm_start_lr)
+        at_least("hidden", self.hidden, 1)
+        at_least("concept_rank", self.concept_rank, 1)
 
 
 @dataclass
@@ -131,8 +181,10 @@ class RLTrainConfig:
     """Question families to train and evaluate on."""
     algorithm: str = "grpo"
     """grpo | ppo."""
-    policy: PolicyConfig = field(default_factory=PolicyConfig)
-    """How concept sets are sampled; LoRA on W_enc."""
+    policy: TrainPolicyConfig = field(default_factory=TrainPolicyConfig)
+    """What the policy writes (kind), and how concept sets are sampled; LoRA on W_enc."""
+    formula: FormulaTrainConfig = field(default_factory=FormulaTrainConfig)
+    """The formula policy (used when policy.kind is formulas): limits, truth mask or reward, warm start."""
     judge: JudgeConfig = field(default_factory=JudgeConfig)
     """The training judge (the simulated human)."""
     heldout_judges: list[JudgeConfig] = field(
@@ -173,6 +225,9 @@ class RLTrainConfig:
         finite_numbers(self)
         if self.algorithm not in ("grpo", "ppo"):
             raise ConfigError(f"algorithm: '{self.algorithm}' is unknown; use grpo or ppo")
+        if self.policy.kind == "formulas" and self.algorithm != "grpo":
+            raise ConfigError("algorithm: policy.kind=formulas trains with grpo only (token-level PPO with GAE is "
+                              "not built yet); set algorithm=grpo")
         for name in ("steps", "items_per_step", "checkpoint_every"):
             at_least(name, getattr(self, name), 1)
         positive("lr", self.lr)
@@ -191,6 +246,7 @@ class RLTrainConfig:
             check_reward_name("rewards", name)
             # Every built-in term is already signed so that higher is better (sparsity, brier are minus a cost).
             at_least(f"rewards.{name}", weight, 0.0, " (0 logs the term without training on it)")
+        self._check_rewards_fit_kind()
         from pcdrl.rewards import RewardConfigError, check_weights
 
         try:
@@ -208,6 +264,15 @@ class RLTrainConfig:
             check_report_to(self.report_to)
         except ReportConfigError as err:
             raise ConfigError(f"report_to: {err}") from None
+
+    def _check_rewards_fit_kind(self) -> None:
+        if self.policy.kind == "concepts" and "truth" in self.rewards:
+            raise ConfigError("rewards.truth scores formulas; set policy.kind=formulas, or drop the term")
+        if self.policy.kind == "formulas":
+            for name in CONCEPT_ONLY_REWARDS:
+                if name in self.rewards:
+                    raise ConfigError(f"rewards.{name} reads a fixed number of concepts per row and cannot score "
+                                      "formulas (policy.kind=formulas); drop the term")
 
     @property
     def samples_per_item(self) -> int:

@@ -1,9 +1,12 @@
-"""`pcdrl train`: GRPO or PPO on concept sets, read top to bottom.
+"""`pcdrl train`: GRPO or PPO on concept sets, or GRPO on formulas (`policy.kind`), read top to bottom.
 
     prepare: items, pooled activations (S runs once per item), labels, judges, policy (+ critic for PPO)
     loop:    rollout (sample concept sets, judge, rewards) → advantages → μ clipped updates → log
              → atomic checkpoint (LoRA, critic, optimizer, RNG, step, judge calibration cache)
     finish:  greedy held-out accuracy for every judge, pretrained vs RL
+
+With policy.kind=formulas, `rl/formula_rollout.py` prepares the formula policy (warm start, KL reference), samples
+and judges formulas, and gives GRPO its per-token loss; the loop, checkpoints and judges are the same.
 
 The data order is a pure function of (seed, step) and sampling uses torch's global RNG, which
 the checkpoint saves, so `--resume` repeats the uninterrupted run exactly.
@@ -20,6 +23,8 @@ from torch import nn
 
 from pcdrl.behaviors.build import load_items
 from pcdrl.behaviors.encoded import encode_items, load_labelled_pcd
+from pcdrl.explanations import holds_each, size
+from pcdrl.runtime.config_loader import from_dict
 from pcdrl.runtime.progress import progress_bar
 from pcdrl.runtime.reporting import Reporter
 from pcdrl.runtime.rundir import RunDir
@@ -30,6 +35,8 @@ from pcdrl.pcd.pretrain import batch_indices
 from pcdrl.pcd.train_state import latest_checkpoint, load_train_state, save_train_state
 from pcdrl.rewards import check_weights
 from pcdrl.rl.critic import ValueHead
+from pcdrl.rl.formula_rollout import (FormulaSetup, formula_accuracies, formula_policy_loss, formula_record,
+                                      formula_rollout, greedy_formulas, log_formulas, prepare_formulas)
 from pcdrl.rl.policy import ConceptSetPolicy
 from pcdrl.rl.rollout import rollout
 from pcdrl.rl.timing import Stopwatch
@@ -63,6 +70,8 @@ class Prepared:
     grounding: Callable[[list[int], torch.Tensor, torch.Tensor], torch.Tensor] | None
     """(the step's training rows, item_rows, chosen) -> the PCD decoder's loss per sampled row; only when
     the `grounding` reward is on (it keeps S in memory)."""
+    formulas: FormulaSetup | None = None
+    """With policy.kind=formulas: the formula policy (then also `policy`), its reference and the items' truth."""
 
 
 def prepare(cfg: RLTrainConfig) -> Prepared:
@@ -70,6 +79,8 @@ def prepare(cfg: RLTrainConfig) -> Prepared:
     labelled = load_labelled_pcd(cfg.pcd)
     train, held_out = encode_items(labelled, train_items, cfg.data), encode_items(labelled, eval_items, cfg.data)
     torch.manual_seed(cfg.seed)  # the LoRA and critic init
+    if cfg.policy.kind == "formulas":
+        return _prepare_formulas(cfg, labelled, train, held_out, train_items, eval_items)
     policy = ConceptSetPolicy(labelled.pcd.encoder, cfg.policy, labelled.allowed)
     policy.fit_logit_scale(train.pooled)  # before quantizing: the scale comes from the exact pretrained weights
     if cfg.kl.quantize_reference:
@@ -82,6 +93,12 @@ def prepare(cfg: RLTrainConfig) -> Prepared:
     grounding = _grounding_fn(labelled.pcd, train.activations, train_items) if cfg.rewards.get("grounding") else None
     return Prepared(train_items, eval_items, train.pooled, held_out.pooled, labelled.labels, policy, critic,
                     trainable, labelled.pcd.config.k, grounding)
+
+
+def _prepare_formulas(cfg, labelled, train, held_out, train_items, eval_items) -> Prepared:
+    setup = prepare_formulas(cfg, labelled, train, held_out, train_items, eval_items)
+    return Prepared(train_items, eval_items, train.pooled, held_out.pooled, labelled.labels, setup.policy, None,
+                    nn.ModuleDict({"policy": setup.policy}), labelled.pcd.config.k, None, setup)
 
 
 def _grounding_fn(pcd, train_acts, train_items):
@@ -121,6 +138,10 @@ RESUMABLE_CHANGES = ("threads", "steps", "report_to", "evaluate_pretrained", "he
 
 def _check_same_config(info: dict, cfg: RLTrainConfig, checkpoint: Path) -> None:
     saved, now = info.get("config", {}), asdict(cfg)
+    try:  # fields added since the checkpoint was made count at their defaults
+        saved = asdict(from_dict(RLTrainConfig, saved, source=f"{checkpoint}"))
+    except (ValueError, TypeError):
+        pass
     differ = sorted(k for k in set(saved) | set(now) if k not in RESUMABLE_CHANGES and saved.get(k) != now.get(k))
     if differ:
         raise ValueError(f"{checkpoint} was made with a different config (fields: {', '.join(differ)}); "
@@ -162,9 +183,14 @@ def train(cfg: RLTrainConfig, out: str | Path, resume: bool = False) -> dict:
             grounding = (lambda item_rows, chosen: prep.grounding(rows, item_rows, chosen)) if prep.grounding else None
             watch, rng_before, step_started = Stopwatch(), torch.get_rng_state(), time.perf_counter()
             try:
-                out_ = rollout(prep.policy, prep.pooled_train[rows], [prep.train_items[r] for r in rows], prep.labels,
-                               judge, cfg.rewards, cfg.samples_per_item, None, reward_functions, prep.pcd_k, watch,
-                               grounding)
+                if prep.formulas is None:
+                    out_ = rollout(prep.policy, prep.pooled_train[rows], [prep.train_items[r] for r in rows],
+                                   prep.labels, judge, cfg.rewards, cfg.samples_per_item, None, reward_functions,
+                                   prep.pcd_k, watch, grounding)
+                else:
+                    out_ = formula_rollout(prep.formulas, prep.pooled_train[rows], prep.formulas.fired_train[rows],
+                                           [prep.train_items[r] for r in rows], prep.labels, judge, cfg.rewards,
+                                           cfg.samples_per_item, None, reward_functions, prep.pcd_k, watch)
             except BackendError as err:
                 # The backend has already retried. Save the state as it was before this step's sampling,
                 # so that --resume repeats this step exactly once the judge is back.
@@ -173,7 +199,12 @@ def train(cfg: RLTrainConfig, out: str | Path, resume: bool = False) -> dict:
                 raise BackendError(f"the judge failed at step {step + 1} ({err}); a checkpoint of step {step} is "
                                    f"saved: fix the judge, then rerun with --resume --out {run.path}") from err
             with watch("update"):
-                if cfg.algorithm == "grpo":
+                if prep.formulas is not None:
+                    metrics = grpo_update(prep.policy, optimizer, pooled_rows, out_, cfg,
+                                          formula_policy_loss(prep.formulas))
+                    metrics.update(formula_record(out_))
+                    log_formulas(run.path / "formulas.jsonl", step + 1, out_, [prep.train_items[r] for r in rows])
+                elif cfg.algorithm == "grpo":
                     metrics = grpo_update(prep.policy, optimizer, pooled_rows, out_, cfg)
                 else:
                     metrics = ppo_update(prep.policy, prep.critic, optimizer, pooled_rows, out_, cfg)
@@ -202,10 +233,28 @@ def _finish(cfg: RLTrainConfig, prep: Prepared, judge: Judge) -> dict:
     if cfg.evaluate_pretrained:
         summary["heldout_accuracy_pretrained"] = {}
     judges = [judge] + [Judge(j) for j in cfg.heldout_judges]
+    if prep.formulas is not None:
+        return _finish_formulas(cfg, prep, judges, summary)
     policy, args = prep.policy, (prep.pooled_eval, prep.eval_items, prep.labels)
     for j in judges:
         summary["heldout_accuracy_rl"][j.name] = greedy_accuracy(policy, *args, j)
         if cfg.evaluate_pretrained:
             with policy.pretrained():
                 summary["heldout_accuracy_pretrained"][j.name] = greedy_accuracy(policy, *args, j)
+    return summary
+
+
+def _finish_formulas(cfg: RLTrainConfig, prep: Prepared, judges: list[Judge], summary: dict) -> dict:
+    """As `_finish`, for formulas: the greedy formula of the RL policy and of the warm start ("pretrained") on the
+    held-out items, with their size and truth."""
+    setup = prep.formulas
+    summary["warm_start"] = setup.warm_start
+    policies = {"rl": setup.policy} | ({"pretrained": setup.reference} if cfg.evaluate_pretrained else {})
+    for name, policy in policies.items():
+        formulas = greedy_formulas(policy, setup, prep.pooled_eval, setup.fired_eval)
+        true = [bool(t) for t in holds_each(formulas, setup.fired_eval)]
+        summary[f"heldout_formulas_{name}"] = {"mean_size": sum(map(size, formulas)) / len(formulas),
+                                               "true_share": sum(true) / len(true)}
+        summary[f"heldout_accuracy_{name}"] = {
+            j.name: sum(formula_accuracies(j, prep.eval_items, formulas, prep.labels)) / len(formulas) for j in judges}
     return summary

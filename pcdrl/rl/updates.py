@@ -1,5 +1,6 @@
 """One optimisation phase on a finished rollout: GRPO (group baselines) or PPO (a learned critic).
 
+GRPO also trains the formula policy, with a per-token loss in place of the per-pick one (`policy_loss`).
 Both see the same thing: per-pick log-probs of the sampled concept sets under the current
 policy, the log-probs they were sampled with, and one reward per set. They differ only in the
 baseline behind the advantage. Rows whose reward is not finite are left out of the loss and
@@ -26,14 +27,16 @@ def _policy_loss(policy, pooled_rows, out: Rollout, advantages, cfg: RLTrainConf
 
 
 def grpo_update(policy: ConceptSetPolicy, optimizer, pooled_rows: torch.Tensor, out: Rollout,
-                cfg: RLTrainConfig) -> dict:
+                cfg: RLTrainConfig, policy_loss=_policy_loss) -> dict:
+    """``policy_loss`` turns the rollout and advantages into the clipped loss: per pick for concept sets, per
+    token for formulas (`formula_rollout.formula_policy_loss`, which passes its own rollout as ``out``)."""
     g = cfg.grpo
     rewards = out.reward.total.float().nan_to_num(0.0)
     advantages = group_advantages(rewards, g.group_size, g.scale)
     # How much the sets of one item differ in reward: the only signal GRPO learns from (as trl's frac_reward_zero_std).
     within = rewards.view(-1, g.group_size).std(dim=1, unbiased=False)
     for _ in range(g.updates_per_batch):
-        stats = _policy_loss(policy, pooled_rows, out, advantages, cfg, g.loss_type, g.clip_low, g.clip_high)
+        stats = policy_loss(policy, pooled_rows, out, advantages, cfg, g.loss_type, g.clip_low, g.clip_high)
         optimizer.zero_grad(set_to_none=True)
         stats.loss.backward()
         optimizer.step()

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from pcdrl.runtime.atomic import aside_name, atomic_write_json, atomic_write_text, move_aside
-from pcdrl.runtime.config_loader import dump_yaml
+from pcdrl.runtime.config_loader import dump_yaml, from_dict
 
 RESUMABLE_VERBS = ("pcdrl train", "pcdrl pretrain")
 """Verbs with a --resume flag; the others resume from their journal when rerun with the same config."""
@@ -83,6 +83,7 @@ def config_differences(saved_yaml: str, config: Any, may_differ: tuple[str, ...]
     except yaml.YAMLError:
         return ["(config.yaml does not parse)"]
     now = yaml.safe_load(dump_yaml(config))
+    saved = with_defaults(saved, type(config))
     old_leaves, new_leaves = _leaves(saved if isinstance(saved, dict) else {}), _leaves(now)
     free = set(may_differ)
     return sorted(
@@ -91,6 +92,16 @@ def config_differences(saved_yaml: str, config: Any, may_differ: tuple[str, ...]
         and name.rsplit(".", 1)[-1] not in ALWAYS_MAY_DIFFER
         and not any(name == f or name.startswith(f + ".") for f in free)
     )
+
+
+def with_defaults(saved: Any, cls: type) -> Any:
+    """A saved config with the fields a newer version added filled in at their defaults, so that a run made before
+    a new field existed still matches a config that leaves the field at its default. Unchanged when the saved
+    config no longer loads (a field was removed or renamed): then every difference shows."""
+    try:
+        return yaml.safe_load(dump_yaml(from_dict(cls, saved, source="the saved config")))
+    except (ValueError, TypeError):
+        return saved
 
 
 def _leaves(tree: dict, prefix: str = "") -> dict[str, Any]:

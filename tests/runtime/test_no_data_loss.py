@@ -176,3 +176,19 @@ def test_sweep_refuses_a_folder_that_is_not_the_same_sweep(tmp_path):
     assert result.returncode == 2 and "holds no `pcdrl sweep` folder (no sweep.yaml)" in result.stderr
     assert pcdrl(*base, "--dry-run").returncode == 0, "a dry run writes nothing, so it checks nothing"
     assert (out / "results.csv").read_text() == "mine"
+
+
+def test_a_run_made_before_a_field_existed_still_matches_its_default():
+    # A train run saved before policy.kind and formula: existed must not read as "another config".
+    import yaml
+
+    from pcdrl.rl.train_config import RLTrainConfig
+    from pcdrl.runtime.config_loader import dump_yaml, load_config
+    from pcdrl.runtime.rundir import config_differences
+
+    cfg = load_config(RLTrainConfig, REPO / "pcdrl/configs/rl/grpo_concepts.yaml")
+    old = yaml.safe_load(dump_yaml(cfg))
+    del old["formula"], old["policy"]["kind"]
+    assert config_differences(yaml.safe_dump(old), cfg) == []
+    changed = load_config(RLTrainConfig, REPO / "pcdrl/configs/rl/grpo_concepts.yaml", ["policy.kind=formulas"])
+    assert config_differences(yaml.safe_dump(old), changed) == ["policy.kind"]
