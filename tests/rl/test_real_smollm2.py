@@ -5,6 +5,7 @@ concept; the behaviour questions come from S itself. Two GRPO steps, then the su
 then `pcdrl eval` on the run: every row, both label controls and the fidelity control.
 """
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -50,6 +51,22 @@ def test_train_cli_on_smollm2(tmp_path):
     assert [r["step"] for r in records] == [1, 2], "the resumed run continued at step 2"
     assert all(r["time/judge_s"] > 0 and r["reward/judge_logprob/mean"] <= 0 for r in records)
     assert (tmp_path / "run" / "checkpoints" / "step_000002" / "trainable.safetensors").exists()
+
+    # The same PCD and questions with a formula policy: every sampled formula is well-formed and true on its item.
+    from pcdrl.explanations import parse, to_text
+
+    formulas = tmp_path / "run-formulas"
+    cli("train", "configs/rl/grpo_formulas.yaml", "--out", str(formulas), f"pcd={tmp_path / 'pcd'}",
+        f"data={tmp_path / 'data'}", "heldout_judges=[]", "items_per_step=2", "grpo.group_size=2", "max_eval_items=4",
+        "steps=1", "formula.warm_start_steps=10", "judge.backend.dtype=fast")
+    record = json.loads((formulas / "metrics.jsonl").read_text().splitlines()[0])
+    assert record["formula/true_share"] == 1.0 and math.isfinite(record["reward/judge_true_pmi/mean"])
+    sampled = [json.loads(line) for line in (formulas / "formulas.jsonl").read_text().splitlines()]
+    assert len(sampled) == 4 and all(row["true"] for row in sampled)
+    labels = {c["id"]: c["label"] for c in pcd.concepts["concepts"]}
+    # (These test labels repeat, so the judge's text is checked against the id form rather than parsed back.)
+    assert all(to_text(parse(row["formula"], labels), labels) == row["text"] for row in sampled), \
+        "the judge read each sampled formula over labelled concepts"
 
     out = tmp_path / "eval"
     cli("eval", str(tmp_path / "run"), "--out", str(out), "max_items=6", "examples=2", "fidelity_concepts=3",
