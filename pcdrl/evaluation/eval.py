@@ -8,6 +8,8 @@
 
 Rows: prior (no explanation), random, pretrained, rl, oracle (S's actual output). Columns: the run's
 training judge and its held-out judges. Intervals resample items, and seeds when several runs are given.
+Formula runs (policy.kind=formulas) show formulas in the random, pretrained and rl rows instead
+(pcdrl/evaluation/formula_rows.py); the rest is the same, but for the fidelity control (skipped, with a note).
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ from pcdrl.pcd.autointerp import derangement
 from pcdrl.pcd.stats import bootstrap_mean
 from pcdrl.evaluation.eval_config import EvalConfig
 from pcdrl.evaluation.eval_runs import RunRef, check_comparable, find_run, load_policy_state
+from pcdrl.evaluation.formula_rows import formula_entry, formula_sets, formula_stats
 from pcdrl.evaluation.stats import paired_difference, verdicts
 from pcdrl.evaluation.judge_eval import random_concept_sets, score_row
 from pcdrl.simulators.config import JudgeConfig
@@ -62,8 +65,13 @@ def evaluate(paths: list[str | Path], cfg: EvalConfig, out: str | Path) -> dict:
     control_judges = _control_judges(cfg, judges)
     run_dir = RunDir(out, cfg, command="pcdrl eval " + " ".join(str(r.checkpoint) for r in runs))
     items = _held_out_items(runs[0], cfg)
-    sets = concept_sets(runs, items, cfg.seed)
-    shown = _shown(sets, cfg)
+    formulas = runs[0].config.policy.kind == "formulas"
+    if formulas:
+        sets = formula_sets(runs, items, cfg.seed)
+        items = sets.items  # those with a true conjunction (formula_rows.py)
+    else:
+        sets = concept_sets(runs, items, cfg.seed)
+    shown = _shown(sets, cfg, formula_entry if formulas else _concept_entry)
     rows = _row_names(cfg, len(runs))
 
     answers: dict[str, dict[str, list[dict]]] = {}
@@ -81,12 +89,15 @@ def evaluate(paths: list[str | Path], cfg: EvalConfig, out: str | Path) -> dict:
             run_dir.log({"stage": "judge_done", "judge": judge_cfg.name, "items": len(items)})
 
     summary = summarize(items, answers, runs, judges, cfg)
-    summary["concept_usage"], summary["labels"] = _usage(sets)
-    if "fidelity" in cfg.controls and cfg.fidelity_concepts:
+    used = sets.concept_ids() if formulas else (sets.pretrained, sets.rl)
+    summary["concept_usage"], summary["labels"] = _usage(*used, sets.labels)
+    if formulas:
+        summary["formulas"] = formula_stats(sets, runs[0].config.formula.truth)
+    elif "fidelity" in cfg.controls and cfg.fidelity_concepts:
         summary["controls"]["fidelity"] = _fidelity(sets, runs[0], cfg, out)
     summary["controls"]["verdicts"] = verdicts(summary)
     summary["wall_seconds"] = round(time.time() - started, 1)
-    examples = _examples(items, sets, answers, cfg.examples)
+    examples = _examples(items, shown, answers, cfg.examples)
     _write_outputs(out, runs, summary, examples)
     run_dir.write_summary(summary)
     run_dir.close()
@@ -154,8 +165,13 @@ def _row_suffix(control: str) -> str:
     return "/" + control.removesuffix("_labels")
 
 
-def _shown(sets: ConceptSets, cfg: EvalConfig) -> dict[str, list[dict]]:
-    """Every concept row's labels per item, keyed by row name (as rl.judge_eval.score_row reads them)."""
+def _concept_entry(ids: list[int], labels: dict[int, str]) -> dict:
+    return {"concepts": ids, "labels": [labels[c] for c in ids]}
+
+
+def _shown(sets, cfg: EvalConfig, entry=_concept_entry) -> dict[str, list[dict]]:
+    """What every explaining row shows per item, keyed by row name (as judge_eval.score_row reads it):
+    ``entry(x, labels)`` of each item's concept ids (ConceptSets) or formula (FormulaSets), under each label map."""
     maps = _label_maps(sets.labels, cfg.seed)
     suffixes = [""] + [_row_suffix(c) for c in _label_controls(cfg)]
     sources = {"random": sets.random, "pretrained": sets.pretrained,
@@ -163,7 +179,7 @@ def _shown(sets: ConceptSets, cfg: EvalConfig) -> dict[str, list[dict]]:
     shown = {}
     for name, per_item in sources.items():
         for suffix in suffixes if name != "random" else [""]:
-            shown[name + suffix] = [{"concepts": ids, "labels": [maps[suffix][c] for c in ids]} for ids in per_item]
+            shown[name + suffix] = [entry(x, maps[suffix]) for x in per_item]
     return shown
 
 
@@ -232,13 +248,14 @@ def summarize(items, answers, runs: list[RunRef], judges: list[JudgeConfig], cfg
     return summary
 
 
-def _usage(sets: ConceptSets, top: int = 30) -> tuple[dict, dict]:
+def _usage(pretrained: list[list[int]], rl: list[list[list[int]]], labels: dict[int, str],
+           top: int = 30) -> tuple[dict, dict]:
     """How many held-out items' explanations hold each concept (rl: summed over seeds)."""
-    counts = {"pretrained": Counter(c for ids in sets.pretrained for c in ids),
-              "rl": Counter(c for run in sets.rl for ids in run for c in ids)}
+    counts = {"pretrained": Counter(c for ids in pretrained for c in ids),
+              "rl": Counter(c for run in rl for ids in run for c in ids)}
     usage = {name: {str(c): n for c, n in count.most_common(top)} for name, count in counts.items()}
     shown = {int(c) for name in usage for c in usage[name]}
-    return usage, {str(c): sets.labels[c] for c in sorted(shown)}
+    return usage, {str(c): labels[c] for c in sorted(shown)}
 
 
 def _fidelity(sets: ConceptSets, run: RunRef, cfg: EvalConfig, out: Path) -> dict:
@@ -267,17 +284,25 @@ def _fidelity(sets: ConceptSets, run: RunRef, cfg: EvalConfig, out: Path) -> dic
 # --- outputs ---------------------------------------------------------------------------------
 
 
-def _examples(items, sets: ConceptSets, answers, limit: int) -> list[dict]:
-    """Items where RL changed the explanation come first: they are the ones worth reading."""
-    order = sorted(range(len(items)), key=lambda i: (set(sets.rl[0][i]) == set(sets.pretrained[i]), i))[:limit]
+def _same(a: dict, b: dict) -> bool:
+    """Two rows show the same explanation: the same formula, or the same set of concepts."""
+    return a["formula"] == b["formula"] if "formula" in a else set(a["concepts"]) == set(b["concepts"])
+
+
+def _examples(items, shown: dict[str, list[dict]], answers, limit: int) -> list[dict]:
+    """Items where RL changed the explanation come first: they are the ones worth reading. A formula is shown as
+    the one line the judge read."""
+    pre, rl = shown["pretrained"], shown["rl/0"]
+    order = sorted(range(len(items)), key=lambda i: (_same(rl[i], pre[i]), i))[:limit]
     examples = []
     for i in order:
         item = items[i]
+        formulas = {"formulas": {"pretrained": pre[i]["text"], "rl": rl[i]["text"]}} if "formula" in pre[i] else {}
         examples.append({
             "id": item["id"], "family": item["family"], "question": item["question"], "options": item["options"],
             "answer": item["answer"], "text": item["text"], "behaviour": item["behaviour"],
-            "labels": {"pretrained": [sets.labels[c] for c in sets.pretrained[i]],
-                       "rl": [sets.labels[c] for c in sets.rl[0][i]]},
+            "labels": {"pretrained": [pre[i]["text"]] if formulas else pre[i]["labels"],
+                       "rl": [rl[i]["text"]] if formulas else rl[i]["labels"]}, **formulas,
             "probs": {judge: {("rl" if row == "rl/0" else row): [round(p, 4) for p in rows[row][i]["probs"]]
                               for row in rows if "/" not in row or row == "rl/0"}
                       for judge, rows in answers.items()},

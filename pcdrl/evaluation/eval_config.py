@@ -21,10 +21,12 @@ class EvalConfig:
     judges: list[JudgeConfig] = field(default_factory=list)
     """The columns. Empty: the run's training judge, then its held-out judges (another model family)."""
     rows: list[str] = field(default_factory=lambda: list(ROWS))
-    """prior (no explanation), random labelled concepts, pretrained greedy top-k, rl greedy top-k, oracle (S's output)."""
+    """prior (no explanation), random labelled concepts, pretrained greedy top-k, rl greedy top-k, oracle (S's output).
+    A formula run's random, pretrained and rl rows show formulas (docs/eval.md, "Formula runs")."""
     controls: list[str] = field(default_factory=lambda: list(CONTROLS))
     """shuffled_labels and paraphrased_labels rescore the pretrained and rl rows with each concept given another
-    concept's label, or its own label reworded; fidelity scores the labels by auto-interp before and after RL."""
+    concept's label, or its own label reworded; fidelity scores the labels by auto-interp before and after RL
+    (not for formula runs: it is skipped, with a note in the summary)."""
     control_judges: list[str] = field(default_factory=list)
     """Judges that also score the label controls (empty: every judge)."""
     max_items: int = 0

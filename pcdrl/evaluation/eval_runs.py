@@ -2,7 +2,9 @@
 
 A run folder holds config.yaml (the resolved RLTrainConfig) and checkpoints/step_XXXXXX/ with
 trainable.safetensors: the LoRA and offsets under `policy.`, the PPO critic under `critic.`, and the
-policy's logit scale as `buffer::logit_scale`. A checkpoint folder may be named instead of its run.
+policy's logit scale as `buffer::logit_scale` (a formula run, policy.kind=formulas: the formula policy's
+tensors under `policy.`, read by `rl.formula_rollout.load_formula_policy`). A checkpoint folder may be named
+instead of its run.
 """
 from __future__ import annotations
 
@@ -56,9 +58,6 @@ def find_run(path: str | Path) -> RunRef:
         config = load_config(RLTrainConfig, run / "config.yaml")
     except ConfigError as err:
         raise NotARunError(f"{run / 'config.yaml'} is not a valid pcdrl train config: {err}") from None
-    if config.policy.kind != "concepts":
-        raise NotARunError(f"{run} trained a {config.policy.kind} policy (policy.kind={config.policy.kind}); pcdrl eval "
-                           "scores concept-set runs only so far: its formula rows are not built yet (docs/formulas.md)")
     return RunRef(run, checkpoint, config)
 
 
@@ -74,7 +73,14 @@ def check_comparable(runs: list[RunRef]) -> None:
         seen[key] = run
     first = runs[0].config
     for run in runs[1:]:
-        for field in ("pcd", "data", "families", "policy"):
+        if run.config.policy.kind != first.policy.kind:
+            raise ValueError(f"{run.path} trained {run.config.policy.kind} (policy.kind={run.config.policy.kind}) and "
+                             f"{runs[0].path} trained {first.policy.kind}; pcdrl eval scores the seeds of one "
+                             "experiment, whose rows show one kind of explanation: evaluate the formula runs and the "
+                             "concept-set runs in separate `pcdrl eval` calls")
+        # A formula run's policy is also its `formula` section (the grammar, truth, the network's sizes).
+        extra = ("formula",) if first.policy.kind == "formulas" else ()
+        for field in ("pcd", "data", "families", "policy", *extra):
             if getattr(run.config, field) != getattr(first, field):
                 raise ValueError(f"{run.path} and {runs[0].path} differ in `{field}`; pcdrl eval compares seeds "
                                  "of one experiment: evaluate different experiments separately")

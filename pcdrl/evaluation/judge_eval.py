@@ -69,7 +69,10 @@ def explanation_for(row: str, item: dict, shown: dict[str, list[dict]], index: i
         return None
     if row == "oracle":
         return Explanation(oracle=item["behaviour"])
-    return Explanation(labels=tuple(shown[row][index]["labels"]))
+    entry = shown[row][index]
+    if "formula" in entry:  # a formula row (pcdrl/evaluation/formula_rows.py): `text` is `to_text` of it
+        return Explanation(formula=entry["text"])
+    return Explanation(labels=tuple(entry["labels"]))
 
 
 def score_row(judge: Judge, judge_cfg: JudgeConfig, row: str, items, shown, journal: Journal, chunk: int, bar, task):

@@ -136,6 +136,21 @@ def fidelity(data: dict) -> Raw:
     return Raw(f"<h3>Label fidelity{count}</h3>{main}{details}")
 
 
+def formulas(summary: dict) -> Raw:
+    """A formula run's formulas: mean size and share true on the held-out items per row, and the notes."""
+    stats = summary.get("formulas")
+    if not isinstance(stats, dict):
+        return Raw("")
+    rows = [[r, num(stats["mean_size"].get(r), 2), num(stats["true_share"].get(r))] for r in stats["mean_size"]]
+    skipped = stats.get("skipped_items") or []
+    left_out = (f'<p class="muted">{esc(len(skipped))} held-out item(s) left out: no labelled concept fired on '
+                "them.</p>") if skipped else ""
+    notes = "".join(f"<li>{esc(n)}</li>" for n in stats.get("notes") or [])
+    return Raw(f"<h2>Formulas</h2><p>Truth: {esc(stats.get('truth'))}, on {esc(stats.get('n_items'))} items.</p>"
+               + table(["row", "mean size", "share true"], rows) + left_out
+               + (f'<ul class="muted">{notes}</ul>' if notes else ""))
+
+
 def controls(summary: dict) -> Raw:
     data = summary.get("controls") or {}
     parts = [label_control(t, data[k], summary) for k, t in (
@@ -174,7 +189,7 @@ def examples_section(examples: list[dict], judges: list[str]) -> Raw:
 def render(summary: dict, examples: list[dict], plots: dict[str, Path | None]) -> str:
     """The whole page as a string (pure: reads only the plot files)."""
     judges = _judges(summary)
-    body = "".join([header(summary), verdicts(summary), headline(summary, judges), controls(summary),
+    body = "".join([header(summary), verdicts(summary), headline(summary, judges), formulas(summary), controls(summary),
                     plots_section(plots), examples_section(examples, judges)])
     page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'

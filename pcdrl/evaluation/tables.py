@@ -57,7 +57,21 @@ def eval_table(summary: dict) -> str:
         lines += ["", f"Concept fidelity (auto-interp AUROC, {fidelity['n_concepts']} concepts RL uses most): before RL "
                   f"{cell(fidelity['before'], fidelity['before_ci95'])}, after {cell(fidelity['after'], fidelity['after_ci95'])}, "
                   f"difference {signed(fidelity['difference'], fidelity['difference_ci95'])}"]
+    lines += formula_lines(summary.get("formulas"))
     verdicts = summary["controls"].get("verdicts", [])
     if verdicts:
         lines += ["", *[f"- {v}" for v in verdicts]]
     return "\n".join(lines)
+
+
+def formula_lines(stats: dict | None) -> list[str]:
+    """A formula run's formulas: mean size and share true per row, items left out, and what was not scored."""
+    if not stats:
+        return []
+    rows = list(stats["mean_size"])
+    lines = ["", f"Formulas (truth: {stats['truth']}), on {stats['n_items']} items:", "",
+             "| row | mean size | share true |", "|---|---|---|",
+             *[f"| {r} | {stats['mean_size'][r]:.2f} | {stats['true_share'][r]:.3f} |" for r in rows]]
+    if stats["skipped_items"]:
+        lines += ["", f"{len(stats['skipped_items'])} held-out item(s) left out: no labelled concept fired on them."]
+    return lines + ["", *[f"- {note}" for note in stats["notes"]]]

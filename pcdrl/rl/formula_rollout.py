@@ -80,14 +80,12 @@ def _check_truth_possible(cfg: RLTrainConfig, fired: torch.Tensor, allowed: torc
 def prepare_formulas(cfg: RLTrainConfig, labelled, train, held_out, train_items, eval_items) -> FormulaSetup:
     """The formula policy over the pooled rows, warm-started to each training item's greedy conjunction.
     ``train``/``held_out`` are `EncodedItems`. The caller seeds torch first (the policy's init)."""
-    f, encoder = cfg.formula, labelled.pcd.encoder
+    encoder = labelled.pcd.encoder
     allowed = labelled.allowed.cpu()
     fired_train, fired_eval = items_fired(labelled.pcd, train.activations), items_fired(labelled.pcd, held_out.activations)
     _check_truth_possible(cfg, fired_train, allowed, train_items, "train")
     _check_truth_possible(cfg, fired_eval, allowed, eval_items, "test")
-    policy = FormulaPolicy(train.pooled.shape[1], encoder.n_concepts,
-                           FormulaPolicyConfig(hidden=f.hidden, concept_rank=f.concept_rank),
-                           concept_head=encoder.W_enc).to(train.pooled.device)
+    policy = build_formula_policy(cfg, encoder, train.pooled.shape[1]).to(train.pooled.device)
     policy.fit_logit_scale(train.pooled, allowed.to(train.pooled.device))
     setup = FormulaSetup(policy, policy, cfg, allowed, fired_train, fired_eval, {})
     setup.warm_start = _warm_start(setup, train.pooled)
@@ -95,11 +93,42 @@ def prepare_formulas(cfg: RLTrainConfig, labelled, train, held_out, train_items,
     return setup
 
 
+def build_formula_policy(cfg: RLTrainConfig, encoder, d_model: int) -> FormulaPolicy:
+    """A fresh formula policy for ``cfg`` over the PCD ``encoder`` (its W_enc is the frozen concept head)."""
+    f = cfg.formula
+    return FormulaPolicy(d_model, encoder.n_concepts, FormulaPolicyConfig(hidden=f.hidden, concept_rank=f.concept_rank),
+                         concept_head=encoder.W_enc)
+
+
+def load_formula_policy(cfg: RLTrainConfig, encoder, d_model: int, checkpoint: Path) -> FormulaPolicy:
+    """The RL formula policy of a `pcdrl train` checkpoint, for evaluation. The checkpoint holds every trainable
+    tensor (under `policy.`) and the logit scale; the concept head is the frozen W_enc, so no warm start is needed."""
+    from safetensors.torch import load_file
+
+    from pcdrl.pcd.train_state import load_trainable_state
+
+    policy = build_formula_policy(cfg, encoder, d_model).to(encoder.W_enc.weight.device)
+    state = {k: v for k, v in load_file(Path(checkpoint) / "trainable.safetensors").items()
+             if k.startswith(("policy.", "buffer::"))}
+    try:
+        load_trainable_state(torch.nn.ModuleDict({"policy": policy}), state, {"logit_scale": policy.logit_scale})
+    except (KeyError, RuntimeError) as err:
+        raise ValueError(f"{checkpoint}: its tensors do not fit the formula policy built from the run's config "
+                         f"({err}); was the checkpoint made by another version of pcdrl?") from None
+    return policy.eval()
+
+
+def conjunction_size(cfg: RLTrainConfig) -> int:
+    """How many concepts the warm start's greedy conjunctions keep at most: policy.k, capped by
+    formula.max_literals; one without AND (a conjunction needs AND for more than one literal)."""
+    f = cfg.formula
+    return min(cfg.policy.k, f.max_literals) if "and" in f.operators else 1
+
+
 def _warm_start(setup: FormulaSetup, pooled: torch.Tensor) -> dict:
     """Teach the policy today's greedy concept set, as a true conjunction, on every training item that has one."""
     cfg, f = setup.cfg, setup.cfg.formula
-    # A conjunction needs AND for more than one literal; it never holds more than max_literals.
-    k = min(cfg.policy.k, f.max_literals) if "and" in f.operators else 1
+    k = conjunction_size(cfg)
     with torch.no_grad():
         logits = setup.policy.concept_head(pooled).cpu()
     rows, targets = [], []

@@ -197,19 +197,3 @@ def test_one_run_named_thrice_is_not_three_seeds(two_seeds):
                                          r"seed: name each run once"):
         check_comparable(refs)
     check_comparable([find_run(two_seeds[0]), find_run(two_seeds[1])])  # two seeds pass
-
-
-def test_a_formula_run_is_refused_until_eval_has_formula_rows(two_seeds, tmp_path):
-    import shutil
-
-    import yaml
-
-    run = tmp_path / "formulas"
-    shutil.copytree(two_seeds[0], run)
-    header, body = (run / "config.yaml").read_text().split("\n", 1)
-    config = yaml.safe_load(body)
-    config["policy"]["kind"] = "formulas"
-    (run / "config.yaml").write_text(header + "\n" + yaml.safe_dump(config))
-    with pytest.raises(NotARunError, match=r"trained a formulas policy \(policy.kind=formulas\); pcdrl eval scores "
-                                           r"concept-set runs only so far"):
-        find_run(run)
