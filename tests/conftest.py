@@ -15,29 +15,21 @@ import torch
 
 torch.set_num_threads(1)
 
-TINY_VOCAB = ["<pad>", "<eos>", "<unk>"] + [chr(c) for c in range(32, 127)]
+
+def _tiny_model_script():
+    """scripts/tiny_model.py, which `make test-wheel` also runs outside the repo: one tiny model for both."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("tiny_model", Path(__file__).resolve().parents[1] / "scripts" / "tiny_model.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def build_tiny_model_folder(path, seed: int = 0, layers: int = 4, hidden: int = 32):
-    """A 4-layer, 32-wide Llama with a character-level tokenizer, saved to ``path``."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    vocab = {tok: i for i, tok in enumerate(TINY_VOCAB)}
-    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    core.pre_tokenizer = pre_tokenizers.Split("", behavior="isolated")
-    core.decoder = decoders.Fuse()  # characters join back without spaces
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>")
-    config = LlamaConfig(
-        vocab_size=len(vocab), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-        pad_token_id=0, eos_token_id=1, bos_token_id=1,
-    )
-    torch.manual_seed(seed)
-    model = LlamaForCausalLM(config)
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+_TINY = _tiny_model_script()
+build_tiny_model_folder = _TINY.build_tiny_model_folder
+"""A 4-layer, 32-wide Llama with a character-level tokenizer, saved as a real HF folder."""
 
 
 @pytest.fixture(scope="session")
@@ -104,12 +96,8 @@ def pipeline(tiny_model_dir, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("pipeline")
     os.environ["PCDRL_CACHE"] = str(root / "cache")
-    import random
-
-    rng = random.Random(0)
-    words = "the cat sat on a mat while dogs ran in parks and birds sang over old red roofs 7 12".split()
-    corpus = root / "corpus.txt"
-    corpus.write_text("\n".join(" ".join(rng.choice(words) for _ in range(40)) for _ in range(80)))
+    words = _TINY.WORDS
+    corpus = _TINY.write_tiny_corpus(root / "corpus.txt")
     pretrain(load_config(PretrainRunConfig, None, [
         f"pcd.subject_model={tiny_model_dir}", "pcd.read_layer=1", "pcd.n_concepts=16", "pcd.k=4",
         f"corpus.path={corpus}", "corpus.max_windows=64", "window.prefix_len=4", "window.middle_len=4",
