@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -251,9 +252,12 @@ def _eval(args) -> int:
     from pcdrl.evaluation.eval_config import EvalConfig
     from pcdrl.evaluation.tables import eval_table
 
-    # nargs="+" also takes the key=value overrides. Trial folders of a sweep have "=" in their names too,
-    # so anything with a "/" or that exists is a path.
-    runs = [p for p in args.runs if "=" not in str(p) or "/" in str(p) or p.exists()]
+    # nargs="+" also takes the key=value overrides. Trial folders of a sweep have "=" in their names too, so
+    # an argument is an override only when it does not exist and its key names an EvalConfig field (an override's
+    # value may hold a "/": matched_concepts=[runs/concepts/seed0]).
+    fields = {f.name for f in dataclasses.fields(EvalConfig)}
+    runs = [p for p in args.runs if p.exists() or str(p).split("=", 1)[0].split(".")[0] not in fields
+            or "=" not in str(p)]
     overrides = [str(p) for p in args.runs if p not in runs] + args.overrides
     cfg = load_config(EvalConfig, args.config or DEFAULT_EVAL_CONFIG, overrides)
     out = args.out or (runs[0] / "eval" if len(runs) == 1 else Path("runs") / f"eval-{runs[0].name}")

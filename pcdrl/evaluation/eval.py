@@ -31,8 +31,10 @@ from pcdrl.runtime.rundir import RunDir
 from pcdrl.pcd.autointerp import derangement
 from pcdrl.pcd.stats import bootstrap_mean
 from pcdrl.evaluation.eval_config import EvalConfig
-from pcdrl.evaluation.eval_runs import RunRef, check_comparable, find_run, load_policy_state
+from pcdrl.evaluation.eval_runs import RunRef, check_comparable, find_run, load_concept_policy
+from pcdrl.evaluation.formula_evidence import example_evidence
 from pcdrl.evaluation.formula_rows import formula_entry, formula_sets, formula_stats
+from pcdrl.evaluation.matched_rows import add_matched_row, matched_runs, matched_shown
 from pcdrl.evaluation.stats import paired_difference, verdicts
 from pcdrl.evaluation.judge_eval import random_concept_sets, score_row
 from pcdrl.simulators.config import JudgeConfig
@@ -61,6 +63,7 @@ def evaluate(paths: list[str | Path], cfg: EvalConfig, out: str | Path) -> dict:
     started, out = time.time(), Path(out)
     runs = [find_run(p) for p in paths]
     check_comparable(runs)
+    matched = matched_runs(runs[0], cfg.matched_concepts)  # refused here, before any model loads
     judges = cfg.judges or [runs[0].config.judge, *runs[0].config.heldout_judges]
     control_judges = _control_judges(cfg, judges)
     run_dir = RunDir(out, cfg, command="pcdrl eval " + " ".join(str(r.checkpoint) for r in runs))
@@ -73,6 +76,10 @@ def evaluate(paths: list[str | Path], cfg: EvalConfig, out: str | Path) -> dict:
         sets = concept_sets(runs, items, cfg.seed)
     shown = _shown(sets, cfg, formula_entry if formulas else _concept_entry)
     rows = _row_names(cfg, len(runs))
+    if matched:  # the concept-set runs' greedy sets on the formula rows' items (matched_rows.py)
+        concept_rows = matched_shown(matched, sets)
+        shown.update(concept_rows)
+        rows["main"] += list(concept_rows)
 
     answers: dict[str, dict[str, list[dict]]] = {}
     with Journal(out / "scores.jsonl") as journal, progress_bar() as bar:
@@ -96,8 +103,13 @@ def evaluate(paths: list[str | Path], cfg: EvalConfig, out: str | Path) -> dict:
     elif "fidelity" in cfg.controls and cfg.fidelity_concepts:
         summary["controls"]["fidelity"] = _fidelity(sets, runs[0], cfg, out)
     summary["controls"]["verdicts"] = verdicts(summary)
+    if formulas:
+        add_matched_row(summary, answers, shown, sets, matched, runs[0], cfg.bootstrap_resamples, cfg.seed)
     summary["wall_seconds"] = round(time.time() - started, 1)
     examples = _examples(items, shown, answers, cfg.examples)
+    if formulas:  # per literal, where it holds on the item (report.html shows it under each formula)
+        found = example_evidence(sets, [e["id"] for e in examples])
+        examples = [{**e, "evidence": found[e["id"]]} for e in examples]
     _write_outputs(out, runs, summary, examples)
     run_dir.write_summary(summary)
     run_dir.close()
@@ -128,15 +140,12 @@ def _held_out_items(run: RunRef, cfg: EvalConfig) -> list[dict]:
 
 def concept_sets(runs: list[RunRef], items: list[dict], seed: int) -> ConceptSets:
     """Read S once for all items; each run's policy and the pretrained encoder pick their greedy top-k."""
-    from pcdrl.rl.policy import ConceptSetPolicy
-
     config = runs[0].config
     labelled = load_labelled_pcd(config.pcd)
     pooled = encode_items(labelled, items, config.data).pooled
     rl_sets, after = [], None
     for run in runs:
-        policy = ConceptSetPolicy(labelled.pcd.encoder, run.config.policy, labelled.allowed)
-        load_policy_state(policy, run.checkpoint)
+        policy = load_concept_policy(run, labelled.pcd.encoder, labelled.allowed)
         rl_sets.append(policy.greedy(pooled).tolist())
         after = after or policy.merged_linear()
         if run is runs[0]:

@@ -27,6 +27,11 @@ class EvalConfig:
     """shuffled_labels and paraphrased_labels rescore the pretrained and rl rows with each concept given another
     concept's label, or its own label reworded; fidelity scores the labels by auto-interp before and after RL
     (not for formula runs: it is skipped, with a note in the summary)."""
+    matched_concepts: list[str] = field(default_factory=list)
+    """Formula runs only: concept-set run folders (policy.kind=concepts, same pcd, data and families), trained with
+    policy.k near the formulas' mean size, for the row `rl_concepts`: at the same explanation size, is a formula more
+    useful to the judge than a concept set? One per formula seed (paired in order), or any number, pooled like
+    seeds. Scored on the formula rows' items; `rl − rl_concepts` gets its interval (docs/eval.md, "Formula runs")."""
     control_judges: list[str] = field(default_factory=list)
     """Judges that also score the label controls (empty: every judge)."""
     max_items: int = 0
@@ -57,6 +62,9 @@ class EvalConfig:
             raise ConfigError(f"controls: unknown control(s) {unknown}; choose from {list(CONTROLS)}")
         if {"shuffled_labels", "paraphrased_labels"} & set(self.controls) and not {"pretrained", "rl"} <= set(self.rows):
             raise ConfigError("controls: the label controls rescore the pretrained and rl rows; keep both in `rows`")
+        if self.matched_concepts and "rl" not in self.rows:
+            raise ConfigError("matched_concepts: the matched concept-set row is compared with the rl row; keep rl "
+                              "in `rows`")
         names = [j.name for j in self.judges]
         if len(set(names)) != len(names):
             raise ConfigError(f"judges: names must be distinct (got {names})")

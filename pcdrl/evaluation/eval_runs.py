@@ -86,6 +86,45 @@ def check_comparable(runs: list[RunRef]) -> None:
                                  "of one experiment: evaluate different experiments separately")
 
 
+def _same_source(a, b) -> bool:
+    """One PCD or data folder, however the path was spelled (relative to the repository, or absolute)."""
+    return a == b or (isinstance(a, str) and isinstance(b, str) and Path(a).resolve() == Path(b).resolve())
+
+
+def check_matched(main: RunRef, matched: list[RunRef]) -> None:
+    """The concept-set runs of a formula eval's matched row (EvalConfig.matched_concepts): concept-set runs of the
+    formula run's PCD, data and families, so that their greedy sets explain exactly the items the formula rows are
+    scored on; between them, seeds of one experiment (check_comparable)."""
+    if main.config.policy.kind != "formulas":
+        raise ValueError(f"matched_concepts: {main.path} trained {main.config.policy.kind} (policy.kind="
+                         f"{main.config.policy.kind}); the matched concept-set row is for formula runs "
+                         "(policy.kind=formulas): leave matched_concepts empty")
+    for run in matched:
+        if run.config.policy.kind != "concepts":
+            raise ValueError(f"matched_concepts: {run.path} trained {run.config.policy.kind} (policy.kind="
+                             f"{run.config.policy.kind}); the matched row needs a concept-set run, trained with "
+                             "policy.kind=concepts and policy.k near the formulas' mean size (docs/eval.md)")
+        for field in ("pcd", "data", "families"):
+            theirs, ours = getattr(run.config, field), getattr(main.config, field)
+            if not _same_source(theirs, ours):
+                raise ValueError(f"matched_concepts: {run.path} was trained with {field}={theirs}, the formula run "
+                                 f"{main.path} with {field}={ours}; the matched row explains the formula rows' "
+                                 f"items with the same PCD: train the concept run with {field}={ours}")
+    try:
+        check_comparable(matched)
+    except ValueError as err:
+        raise ValueError(f"matched_concepts: {err}") from None
+
+
+def load_concept_policy(run: RunRef, encoder, allowed: torch.Tensor):
+    """A concept-set run's ConceptSetPolicy with its checkpoint loaded: its `greedy` top-k is the run's row."""
+    from pcdrl.rl.policy import ConceptSetPolicy  # peft: imported only when a concept run is evaluated
+
+    policy = ConceptSetPolicy(encoder, run.config.policy, allowed)
+    load_policy_state(policy, run.checkpoint)
+    return policy
+
+
 def load_policy_state(policy, checkpoint: Path) -> None:
     """Load a checkpoint's LoRA, offsets and logit scale into a fresh ConceptSetPolicy (the critic is
     not needed to evaluate)."""

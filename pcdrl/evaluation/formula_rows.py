@@ -13,7 +13,7 @@ every row (rows are compared on the same items) and its id is listed in the summ
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -28,7 +28,6 @@ from pcdrl.rl.formula_rollout import (FormulaSetup, conjunction_size, greedy_for
 NOTES = (
     "fidelity control skipped: it scores concept labels under W_enc before and after RL, and a formula policy "
     "leaves W_enc frozen",
-    "no concept-set row matched to the formulas' size: it needs a concept run (not built yet)",
 )
 
 
@@ -47,6 +46,15 @@ class FormulaSets:
     """[N, n_concepts] bool: the kept items' fired vectors."""
     skipped: list[str]
     """Ids of held-out items left out: no labelled concept fired on them."""
+    activations: list[torch.Tensor] = field(default_factory=list)
+    """S's residual at each kept item's read positions ([P_i, d], CPU), as read once: the examples' evidence
+    (formula_evidence.py) re-encodes from these instead of running S again."""
+    pcd: object = None
+    """The `PCD` they were read with: its encoder and tokenizer, for the examples' evidence."""
+    pooled: torch.Tensor | None = None
+    """[N, d] the kept items' pooled activations, and `allowed` the labelled concepts: what the matched
+    concept-set row's policies read (matched_rows.py)."""
+    allowed: torch.Tensor | None = None
 
     def concept_ids(self) -> tuple[list[list[int]], list[list[list[int]]]]:
         """The concepts each pretrained and rl formula names (for the concept-usage counts and plot)."""
@@ -86,7 +94,9 @@ def formula_sets(runs: list[RunRef], items: list[dict], seed: int) -> FormulaSet
         setup = FormulaSetup(policy, policy, run.config, allowed, fired, fired, {})  # what greedy decoding reads
         rl.append(greedy_formulas(policy, setup, pooled, fired))
     drawn = [_conjunction(ids) for ids in random_concept_sets(items, labelled.labels, k, seed)]
-    return FormulaSets(items, pretrained, rl, drawn, labelled.labels, fired, skipped)
+    return FormulaSets(items, pretrained, rl, drawn, labelled.labels, fired, skipped,
+                       activations=[encoded.activations[i] for i in keep], pcd=labelled.pcd, pooled=pooled,
+                       allowed=labelled.allowed)
 
 
 def formula_entry(formula: Formula, labels: dict[int, str]) -> dict:

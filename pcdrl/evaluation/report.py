@@ -41,6 +41,10 @@ table.probs tr.true td:first-child{background:#d8f0de;font-weight:600}
 td.pick{font-weight:700}td.pick.right{background:#c9ecd2}td.pick.wrong{background:#f8d6d0}
 td.pick.tie{font-weight:400;background:#eceef2}
 details summary{cursor:pointer;color:#2a56c6}
+.evidence p{margin:.3em 0;font-size:.85em}.evidence ul{margin:.2em 0;padding-left:1.1em;font-size:.88em}
+.evidence .verdict{font-weight:700;font-size:.8em;text-transform:uppercase;margin-right:4px}
+.evidence li.true .verdict{color:#17692f}.evidence li.false .verdict{color:#a32020}
+.evidence code{background:#f1f3f6;padding:0 3px;border-radius:3px;white-space:pre}
 """
 
 PLOT_TITLES = {"reward_curve": "Reward during RL training (one line per seed)",

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import math
 from pathlib import Path
+
+from pcdrl.explanations.formula import quote_label
 
 DASH = "\u2013"
 
@@ -117,6 +120,63 @@ def probs_table(options: list, answer, probs: dict[str, list]) -> Raw:
     return Raw(f'<table class="probs"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>')
 
 
+SHOWN_POSITIONS = 8
+"""Firing positions listed per literal on the page; examples.jsonl lists them all."""
+
+
+def _token(text) -> str:
+    """A token as a quoted literal, so leading spaces and newlines are visible ('" the"', '"\\n"')."""
+    return json.dumps(str(text), ensure_ascii=False)
+
+
+def _spot(spot: dict) -> str:
+    """'token 5 " def" (3.210, rank 2)': a read position, its token, the pre-activation and the rank there."""
+    return (f"token {esc(spot.get('position', '?'))} <code>{esc(_token(spot.get('token', '')))}</code> "
+            f"({esc(num(spot.get('value')))}, rank {esc(spot.get('rank', DASH))})")
+
+
+def literal_line(line: dict, n_positions, k="k") -> Raw:
+    """One literal: true/false, its label (NOT when negated) and the read positions that make it so."""
+    verdict = "true" if line.get("true") else "false"
+    label = ("NOT " if line.get("negated") else "") + quote_label(str(line.get("label", "")))
+    spots = [x for x in line.get("positions") or [] if isinstance(x, dict)]
+    of = f" of {esc(n_positions)}" if n_positions is not None else ""
+    if spots:
+        more = len(spots) - SHOWN_POSITIONS
+        where = (f"in the top-{esc(k)} at {esc(len(spots))}{of} read positions: "
+                 + ", ".join(_spot(x) for x in spots[:SHOWN_POSITIONS])
+                 + (f", and {esc(more)} more (examples.jsonl lists them)" if more > 0 else ""))
+    else:
+        closest = line.get("closest")
+        where = (f"in the top-{esc(k)} at none{of} read positions"
+                 + (f"; closest: {_spot(closest)}" if isinstance(closest, dict) else ""))
+    return Raw(f'<li class="{verdict}"><span class="verdict">{verdict}</span> '
+               f'<b>{esc(label)}</b> <span class="muted">(c{esc(line.get("concept", "?"))})</span>: {where}</li>')
+
+
+def evidence_block(found) -> Raw:
+    """Under a formula: whether it is true on the item, then one `literal_line` per literal."""
+    if not isinstance(found, dict):
+        return Raw("")
+    n = found.get("n_positions")
+    head = (f'<p class="muted">The formula is {"true" if found.get("true") else "false"} on this item. A literal holds '
+            f"where its concept is in the PCD encoder's top-{esc(found.get('k', 'k'))} at one of the item's "
+            f"{esc(n if n is not None else '?')} read positions (token index in S's input; rank 1 is the highest "
+            "pre-activation).</p>")
+    lines = "".join(literal_line(x, n, found.get("k", "k")) for x in found.get("literals") or [] if isinstance(x, dict))
+    return Raw(f'<div class="evidence">{head}<ul>{lines}</ul></div>')
+
+
+def _other_seeds(evidence: dict) -> str:
+    """The RL formulas of seeds after the first (rows rl/1, rl/2, ...), folded away under the two columns."""
+    rows = [r for r in evidence if r.startswith("rl/")]
+    if not rows:
+        return ""
+    body = "".join(f"<h4>{esc(r)}</h4><pre>{esc(evidence[r].get('text', ''))}</pre>{evidence_block(evidence[r])}"
+                   for r in rows if isinstance(evidence[r], dict))
+    return f"<details><summary>RL formulas of the other seeds ({esc(len(rows))})</summary>{body}</details>"
+
+
 def example_card(example: dict, judges: list[str]) -> Raw:
     """One example: what S read and did, the question, both explanations side by side, each judge's answers."""
     options = example.get("options") or []
@@ -126,6 +186,9 @@ def example_card(example: dict, judges: list[str]) -> Raw:
         f'{" <span class=tag>S&#x27;s answer</span>" if i == answer else ""}</li>'
         for i, o in enumerate(options))
     labels = example.get("labels") or {}
+    evidence = example.get("evidence") if isinstance(example.get("evidence"), dict) else {}
+    kind = "formula" if example.get("formulas") else "labels"
+    columns = {r: label_list(labels.get(r)) + evidence_block(evidence.get(r)) for r in ("pretrained", "rl")}
     probs = example.get("probs") or {}
     judge_names = [j for j in judges if j in probs] + [j for j in probs if j not in judges]
     per_judge = "".join(
@@ -138,7 +201,7 @@ def example_card(example: dict, judges: list[str]) -> Raw:
 <h4>Question</h4><p class="question">{esc(example.get("question", ""))}</p>
 <ol type="A" class="options">{opts}</ol>
 <h4>What S actually did</h4><pre>{esc(example.get("behaviour", ""))}</pre>
-<div class="cols"><div class="labels before"><h4>Pretrained labels</h4>{label_list(labels.get("pretrained"))}</div>
-<div class="labels after"><h4>RL labels</h4>{label_list(labels.get("rl"))}</div></div>
+<div class="cols"><div class="labels before"><h4>Pretrained {kind}</h4>{columns["pretrained"]}</div>
+<div class="labels after"><h4>RL {kind}</h4>{columns["rl"]}</div></div>{_other_seeds(evidence)}
 <div class="judges">{per_judge}</div>
 </article>""")

@@ -1,6 +1,13 @@
 """Markdown tables of headline numbers, for the terminal and docs/benchmarks.md."""
 from __future__ import annotations
 
+MATCHED_ROW = "rl_concepts"
+"""A formula eval's concept-set row matched to the formulas' size (matched_rows.py)."""
+
+
+def matched_title(k: int) -> str:
+    return f"rl concept set (k={k})"
+
 
 def judge_eval_table(summary: dict) -> str:
     """One table per judge: rows are explanation kinds, columns are families; accuracy [95% CI]."""
@@ -34,13 +41,19 @@ def eval_table(summary: dict) -> str:
     lines = [f"Held-out accuracy on {summary['n_items']} '{summary['split']}' items ({', '.join(summary['families'])}), "
              f"{len(summary['runs'])} run(s), seeds {summary['seeds']}; chance {summary['chance']:.3f}; 95% CIs", "",
              "| row | " + " | ".join(header) + " |", "|---|" + "---|" * len(judges)]
+    matched = (summary.get("formulas") or {}).get("matched")
     for row in summary["rows"]:
-        lines.append(f"| {row} | " + " | ".join(cell(summary["accuracy"][j][row], summary["ci95"][j][row])
+        name = matched_title(matched["k"]) if row == MATCHED_ROW and matched else row
+        lines.append(f"| {name} | " + " | ".join(cell(summary["accuracy"][j][row], summary["ci95"][j][row])
                                                for j in judges) + " |")
     if summary["gain"]:
         lines.append("| **rl − pretrained** | " + " | ".join(
             signed(summary["gain"][j]["rl_minus_pretrained"], summary["gain"][j]["ci95"]) if j in summary["gain"]
             else "" for j in judges) + " |")
+    if summary.get("formula_vs_concepts"):
+        vs = summary["formula_vs_concepts"]
+        lines.append(f"| **rl formula − {matched_title(matched['k'])}** | " + " | ".join(
+            signed(vs[j]["rl_minus_rl_concepts"], vs[j]["ci95"]) if j in vs else "" for j in judges) + " |")
     for control, per_judge in summary["controls"].items():
         if control in ("fidelity", "verdicts") or not per_judge:
             continue
@@ -71,7 +84,8 @@ def formula_lines(stats: dict | None) -> list[str]:
     rows = list(stats["mean_size"])
     lines = ["", f"Formulas (truth: {stats['truth']}), on {stats['n_items']} items:", "",
              "| row | mean size | share true |", "|---|---|---|",
-             *[f"| {r} | {stats['mean_size'][r]:.2f} | {stats['true_share'][r]:.3f} |" for r in rows]]
+             *[f"| {matched_title(stats['matched']['k']) if r == MATCHED_ROW else r} | {stats['mean_size'][r]:.2f} | "
+               f"{stats['true_share'][r]:.3f} |" for r in rows]]
     if stats["skipped_items"]:
         lines += ["", f"{len(stats['skipped_items'])} held-out item(s) left out: no labelled concept fired on them."]
     return lines + ["", *[f"- {note}" for note in stats["notes"]]]

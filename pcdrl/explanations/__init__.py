@@ -15,12 +15,13 @@ from pcdrl.explanations.formula import (OPERATORS, And, Formula, FormulaError, L
                                         depth, evaluate, operators_used, size, to_id_text, to_text)
 from pcdrl.explanations.grammar import GrammarState, Vocab
 from pcdrl.explanations.parse import parse
-from pcdrl.explanations.truth import (Evidence, LiteralEvidence, evidence, fired, fired_batch, holds, holds_each,
-                                      is_true, is_true_batch, literal_evidence)
+from pcdrl.explanations.truth import (Closest, Evidence, LiteralEvidence, evidence, evidence_from_pre_acts, fired,
+                                      fired_batch, holds, holds_each, is_true, is_true_batch, literal_evidence,
+                                      signed_literals)
 
 __all__ = [
-    "OPERATORS", "And", "Evidence", "Formula", "FormulaConfig", "FormulaError", "GrammarState", "Literal",
-    "LiteralEvidence", "Not", "Or", "Vocab", "canonical", "concepts", "depth", "evaluate", "evidence", "fired",
+    "OPERATORS", "And", "Closest", "Evidence", "Formula", "FormulaConfig", "FormulaError", "GrammarState", "Literal",
+    "LiteralEvidence", "Not", "Or", "Vocab", "canonical", "concepts", "depth", "evaluate", "evidence", "evidence_from_pre_acts", "fired",
     "fired_batch", "fits", "holds", "holds_each", "is_true", "is_true_batch", "literal_evidence", "operators_used",
-    "parse", "size", "to_id_text", "to_text", "violations",
+    "parse", "signed_literals", "size", "to_id_text", "to_text", "violations",
 ]

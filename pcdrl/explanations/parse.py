@@ -102,6 +102,12 @@ def _where(text: str) -> str:
     return f"formula {shown!r}"
 
 
+def _some_ids(ids: list[int], shown: int = 8) -> str:
+    """The first `shown` ids and how many more: with real labels, ~170 concepts can share one label."""
+    more = f" and {len(ids) - shown} more" if len(ids) > shown else ""
+    return ", ".join(map(id_text, ids[:shown])) + more
+
+
 class _Parser:
     def __init__(self, text: str, labels: Mapping[int, str] | None):
         self.text, self.labels = text, labels
@@ -182,5 +188,5 @@ class _Parser:
                                f"{did_you_mean(label, self.by_label)}")
         if len(ids) > 1:
             self.fail(f"label {label!r}", token,
-                      f" is ambiguous: concepts {', '.join(map(id_text, ids))} share it; write one of them by id")
+                      f" is ambiguous: concepts {_some_ids(ids)} share it; write one of them by id")
         return ids[0]

@@ -16,11 +16,25 @@ Positions are rows of that tensor (0..P-1), i.e. indices into the item's read po
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
 from pcdrl.explanations.formula import NODES, And, Formula, FormulaError, Literal, Not, evaluate, id_text
+
+
+@dataclass(frozen=True)
+class Closest:
+    """Where a concept came nearest to the top-k on an item: its best rank over the item's read positions."""
+
+    position: int
+    """That read position (a row, or a token position when read positions were given); ties go to the higher
+    pre-activation, then to the earlier position."""
+    rank: int
+    """1 + the number of concepts with a strictly higher pre-activation there (1 is the top). A concept in the
+    top-k has rank <= k; one with rank > k at every position is in it nowhere, which is what a NOT claims."""
+    value: float
+    """Its pre-activation there."""
 
 
 @dataclass(frozen=True)
@@ -33,6 +47,11 @@ class LiteralEvidence:
     """The read positions (rows, or token positions when `evidence` was given them) where it is in the top-k."""
     values: tuple[float, ...] | None
     """The encoder's pre-activation at each of those positions, when `evidence` was given values."""
+    ranks: tuple[int, ...] | None = None
+    """Its rank (see `Closest.rank`) at each of those positions; only from `evidence_from_pre_acts`."""
+    closest: Closest | None = None
+    """Its best rank over all read positions; only from `evidence_from_pre_acts`. For a concept that did not fire
+    it says how far it stayed from the top-k, so a NOT can be checked against a number, not only an absence."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +62,8 @@ class Evidence:
     """How many read positions the item has (a literal that did not fire is absent at all of them)."""
     literals: tuple[LiteralEvidence, ...]
     """One entry per distinct concept, in the order the formula first names them."""
+    k: int | None = None
+    """The encoder's top-k, when known (`evidence_from_pre_acts`): a rank <= k is in the top-k."""
 
 
 def fired(active: torch.Tensor, n_concepts: int | None = None) -> torch.Tensor:
@@ -136,6 +157,46 @@ def evidence(f: Formula, active: torch.Tensor, values: torch.Tensor | None = Non
     return Evidence(is_true(f, active, n_concepts), active.shape[0], tuple(literals))
 
 
+def evidence_from_pre_acts(f: Formula, pre_acts: torch.Tensor, k: int,
+                           read_positions: Sequence[int] | None = None) -> Evidence:
+    """`evidence` from the encoder's pre-activations [P, n_concepts] at the item's read positions
+    (`ConceptEncoder.pre_activations`), adding each concept's rank where it fired and its `closest` approach.
+
+    The top-k is taken as `ConceptEncoder.forward` takes it (``pre_acts.topk(k)``), so the positions listed are
+    exactly those where the encoder selected the concept, and the truth is the one training and eval used.
+    """
+    if not isinstance(pre_acts, torch.Tensor) or pre_acts.dim() != 2 or not pre_acts.dtype.is_floating_point:
+        shape = tuple(pre_acts.shape) if isinstance(pre_acts, torch.Tensor) else type(pre_acts).__name__
+        raise FormulaError(f"pre-activations must be a float tensor [read positions, n_concepts], got {shape}")
+    n = pre_acts.shape[1]
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= n:
+        raise FormulaError(f"k (the encoder's top-k) must be an integer in [1, {n}], got {k!r}")
+    top_values, top_indices = pre_acts.topk(k, dim=-1)
+    base = evidence(f, top_indices, top_values, read_positions, n)
+    literals = []
+    for lit in base.literals:
+        ranks = _ranks(pre_acts, lit.concept)
+        rows = literal_evidence(top_indices, lit.concept)
+        literals.append(replace(lit, ranks=tuple(int(ranks[r]) for r in rows),
+                                closest=_closest(ranks, pre_acts[:, lit.concept], read_positions)))
+    return replace(base, literals=tuple(literals), k=k)
+
+
+def signed_literals(f: Formula) -> list[tuple[int, bool]]:
+    """The formula's distinct literals as (concept, negated), in the order it first names them. A literal is negated
+    when an odd number of NOTs lies above it: in `'a' AND NOT ('b' OR 'c')` both b and c are claimed absent."""
+    def walk(node: Formula, negated: bool):
+        if isinstance(node, Literal):
+            yield node.concept, negated
+        elif isinstance(node, Not):
+            yield from walk(node.child, not negated)
+        else:
+            for child in node.children:
+                yield from walk(child, negated)
+
+    return list(dict.fromkeys(walk(f, False)))
+
+
 # --- helpers ---------------------------------------------------------------------------------------------------
 
 def _check_active(active: torch.Tensor, n_concepts: int | None) -> None:
@@ -167,6 +228,19 @@ def _values_at(active: torch.Tensor, values: torch.Tensor | None, concept: int, 
     if active.dtype == torch.bool:
         return tuple(float(values[r, concept]) for r in rows)
     return tuple(float(values[r][active[r] == concept][0]) for r in rows)
+
+
+def _ranks(pre_acts: torch.Tensor, concept: int) -> torch.Tensor:
+    """long [P]: the concept's rank at each position (1 + how many concepts score strictly higher)."""
+    return 1 + (pre_acts > pre_acts[:, concept : concept + 1]).sum(-1)
+
+
+def _closest(ranks: torch.Tensor, values: torch.Tensor, read_positions: Sequence[int] | None) -> Closest | None:
+    if ranks.numel() == 0:
+        return None
+    row = min(range(ranks.numel()), key=lambda r: (int(ranks[r]), -float(values[r]), r))
+    position = int(read_positions[row]) if read_positions is not None else row
+    return Closest(position, int(ranks[row]), float(values[row]))
 
 
 def _concepts_named(f: Formula) -> list[int]:

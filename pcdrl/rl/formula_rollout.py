@@ -5,7 +5,7 @@
     rollout: G formulas per item (masked by the grammar, and by truth with formula.truth=mask) → `to_text` with
              labels → the same judge and reward terms as concept sets, plus each formula's size and truth
     update:  `updates.grpo_update` with `formula_policy_loss`: group-normalised advantages, the clipped ratio per
-             token, β·KL per token to the warm start
+             token, β·KL per token to the warm start (PPO with GAE takes the same rollout: `rl/formula_ppo.py`)
 
 The ratio is clipped per token, as GRPO does for text and as the concept path does per pick. A ratio over the
 whole formula (the product of its tokens' ratios) leaves the clip range after a few tokens, so long formulas would
@@ -23,6 +23,7 @@ from pcdrl.explanations import FormulaError, canonical, concepts, depth, fired_b
 from pcdrl.explanations import to_id_text, to_text
 from pcdrl.rewards import CombinedReward, RewardBatch, check_weights, combine
 from pcdrl.rewards.registry import needs_every_option
+from pcdrl.runtime.atomic import atomic_write_text
 from pcdrl.rl.formula_policy import (FormulaPolicy, FormulaPolicyConfig, frozen_copy, greedy_conjunction, log_probs,
                                      sample, warm_start)
 from pcdrl.rl.losses import clipped_policy_loss
@@ -250,6 +251,23 @@ def log_formulas(path: Path, step: int, out: FormulaRollout, items: list[dict]) 
             fh.write(json.dumps({"step": step, "item": items[row]["id"], "formula": to_id_text(formula),
                                  "text": out.texts[i], "true": bool(out.true[i]),
                                  "reward": float(out.reward.total[i])}) + "\n")
+
+
+def keep_formulas_through(path: Path, step: int) -> None:
+    """Keep only formulas.jsonl's records of steps up to ``step`` (the checkpoint a run resumes from): the steps
+    after it are sampled again and would be logged twice. A torn last line (a kill mid-write) goes too. The file
+    is rewritten atomically, so a kill now leaves either the old file or the trimmed one."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and record.get("step", step + 1) <= step:
+            kept.append(line + "\n")
+    atomic_write_text(path, "".join(kept))
 
 
 def greedy_formulas(policy: FormulaPolicy, setup: FormulaSetup, pooled: torch.Tensor, fired: torch.Tensor):

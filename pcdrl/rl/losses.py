@@ -51,11 +51,15 @@ def clipped_policy_loss(
     kl: torch.Tensor | None = None,
     beta: float = 0.0,
 ) -> LossStats:
-    """The clipped surrogate over picks [N, K], plus β·KL per pick, aggregated per ``loss_type``."""
+    """The clipped surrogate over picks [N, K], plus β·KL per pick, aggregated per ``loss_type``. ``advantages``
+    is one per sample [N] (GRPO, PPO on concept sets) or one per pick [N, K] (token-level PPO on formulas)."""
     if loss_type not in LOSS_TYPES:
         raise ValueError(f"loss_type '{loss_type}' is unknown; choose one of {', '.join(LOSS_TYPES)}")
     ratio = torch.exp(logprobs - old_logprobs)
-    adv = advantages.unsqueeze(1)
+    if advantages.shape not in (logprobs.shape[:1], logprobs.shape):  # a mismatch would broadcast silently
+        raise ValueError(f"advantages must be one per sample {tuple(logprobs.shape[:1])} or one per pick "
+                         f"{tuple(logprobs.shape)}, got {tuple(advantages.shape)}")
+    adv = advantages.unsqueeze(1) if advantages.dim() == 1 else advantages
     unclipped = ratio * adv
     clipped = ratio.clamp(1 - clip_low, 1 + clip_high) * adv
     per_pick = -torch.minimum(unclipped, clipped)

@@ -109,11 +109,11 @@ def _check_clips(section: str, low: float, high: float) -> None:
 
 @dataclass
 class PPOConfig:
-    """PPO with a learned critic. Each explanation is a one-step episode, so the advantage is r − V(item);
-    `gamma`/`lam` are there for multi-step episodes (formulas), where GAE applies."""
+    """PPO with a learned critic. A concept set is a one-step episode, so its advantage is r − V(item); a formula
+    is an episode of its decision tokens, where GAE applies (`gamma`, `lam`; rl/formula_ppo.py)."""
 
     samples_per_item: int = 1
-    """Concept sets sampled per item (PPO needs no group; match GRPO's budget with items_per_step)."""
+    """Explanations sampled per item (PPO needs no group; match GRPO's budget with items_per_step or this)."""
     loss_type: str = "dapo"
     """How pick-level losses are averaged (dapo: over all picks in the batch, PPO's token-level mean)."""
     clip_low: float = 0.2
@@ -125,7 +125,8 @@ class PPOConfig:
     normalize_advantages: bool = True
     """Whiten advantages over the batch, which also hides a critic that is still warming up."""
     value_hidden: int = 128
-    """Hidden width of the critic MLP on the pooled activation."""
+    """Hidden width of the critic MLP on the pooled activation (concept sets; the formula policy's critic is
+    its value head, a linear read of its GRU state)."""
     value_lr: float = 1e-2
     """Adam learning rate for the critic."""
     value_coef: float = 0.5
@@ -133,9 +134,9 @@ class PPOConfig:
     value_clip: float = 1.0
     """Clip on the value change per batch, in reward units (PPO's clipped value loss)."""
     gamma: float = 1.0
-    """Discount over episode steps (single-step episodes ignore it)."""
+    """Discount per step: per decision token of a formula (concept sets, one-step episodes, ignore it)."""
     lam: float = 1.0
-    """GAE λ (single-step episodes ignore it)."""
+    """GAE λ over a formula's decision tokens (concept sets ignore it)."""
 
     def __post_init__(self) -> None:
         finite_numbers(self)
@@ -171,7 +172,7 @@ class KLConfig:
 
 @dataclass
 class RLTrainConfig:
-    """`pcdrl train CONFIG`: GRPO or PPO on concept sets."""
+    """`pcdrl train CONFIG`: GRPO or PPO on concept sets or formulas."""
 
     pcd: str = "runs/quickstart/pcd-pretrain/pcd"
     """The labelled, pretrained PCD: the starting policy and the reference."""
@@ -225,9 +226,6 @@ class RLTrainConfig:
         finite_numbers(self)
         if self.algorithm not in ("grpo", "ppo"):
             raise ConfigError(f"algorithm: '{self.algorithm}' is unknown; use grpo or ppo")
-        if self.policy.kind == "formulas" and self.algorithm != "grpo":
-            raise ConfigError("algorithm: policy.kind=formulas trains with grpo only (token-level PPO with GAE is "
-                              "not built yet); set algorithm=grpo")
         for name in ("steps", "items_per_step", "checkpoint_every"):
             at_least(name, getattr(self, name), 1)
         positive("lr", self.lr)

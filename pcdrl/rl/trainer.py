@@ -1,4 +1,4 @@
-"""`pcdrl train`: GRPO or PPO on concept sets, or GRPO on formulas (`policy.kind`), read top to bottom.
+"""`pcdrl train`: GRPO or PPO on concept sets or on formulas (`policy.kind`), read top to bottom.
 
     prepare: items, pooled activations (S runs once per item), labels, judges, policy (+ critic for PPO)
     loop:    rollout (sample concept sets, judge, rewards) → advantages → μ clipped updates → log
@@ -6,7 +6,8 @@
     finish:  greedy held-out accuracy for every judge, pretrained vs RL
 
 With policy.kind=formulas, `rl/formula_rollout.py` prepares the formula policy (warm start, KL reference), samples
-and judges formulas, and gives GRPO its per-token loss; the loop, checkpoints and judges are the same.
+and judges formulas, and gives GRPO its per-token loss; `rl/formula_ppo.py` is token-level PPO with GAE over their
+decision tokens. The loop, checkpoints and judges are the same.
 
 The data order is a pure function of (seed, step) and sampling uses torch's global RNG, which
 the checkpoint saves, so `--resume` repeats the uninterrupted run exactly.
@@ -35,8 +36,10 @@ from pcdrl.pcd.pretrain import batch_indices
 from pcdrl.pcd.train_state import latest_checkpoint, load_train_state, save_train_state
 from pcdrl.rewards import check_weights
 from pcdrl.rl.critic import ValueHead
+from pcdrl.rl.formula_ppo import formula_ppo_update, value_parameters
 from pcdrl.rl.formula_rollout import (FormulaSetup, formula_accuracies, formula_policy_loss, formula_record,
-                                      formula_rollout, greedy_formulas, log_formulas, prepare_formulas)
+                                      formula_rollout, greedy_formulas, keep_formulas_through, log_formulas,
+                                      prepare_formulas)
 from pcdrl.rl.policy import ConceptSetPolicy
 from pcdrl.rl.rollout import rollout
 from pcdrl.rl.timing import Stopwatch
@@ -114,9 +117,15 @@ def _grounding_fn(pcd, train_acts, train_items):
 
 
 def _optimizer(cfg: RLTrainConfig, prep: Prepared) -> torch.optim.Optimizer:
-    groups = [{"params": prep.policy.trainable_parameters(), "lr": cfg.lr}]
-    if prep.critic is not None:
-        groups.append({"params": list(prep.critic.parameters()), "lr": cfg.ppo.value_lr})
+    """The policy at lr, PPO's critic at ppo.value_lr. The formula policy's critic is its own value head: with
+    GRPO it stays in the policy's group, where it never gets a gradient, so GRPO runs keep their optimizer layout."""
+    critic = []
+    if cfg.algorithm == "ppo":
+        critic = value_parameters(prep.policy) if prep.formulas is not None else list(prep.critic.parameters())
+    groups = [{"params": [p for p in prep.policy.trainable_parameters() if all(p is not c for c in critic)],
+               "lr": cfg.lr}]
+    if critic:
+        groups.append({"params": critic, "lr": cfg.ppo.value_lr})
     return torch.optim.Adam(groups)
 
 
@@ -172,6 +181,8 @@ def train(cfg: RLTrainConfig, out: str | Path, resume: bool = False) -> dict:
         start = info["step"]
     else:
         torch.manual_seed(cfg.seed + 1)  # the sampling stream
+    if prep.formulas is not None:  # the steps after the checkpoint are sampled and logged again
+        keep_formulas_through(run.path / "formulas.jsonl", start)
     reporter = Reporter(run.path, cfg.report_to, asdict(cfg), run_name=run.path.name, resume=saved is not None)
     with GracefulStop() as stop, progress_bar() as bar, reporter:
         loop_started = time.time()
@@ -200,8 +211,9 @@ def train(cfg: RLTrainConfig, out: str | Path, resume: bool = False) -> dict:
                                    f"saved: fix the judge, then rerun with --resume --out {run.path}") from err
             with watch("update"):
                 if prep.formulas is not None:
-                    metrics = grpo_update(prep.policy, optimizer, pooled_rows, out_, cfg,
-                                          formula_policy_loss(prep.formulas))
+                    metrics = formula_ppo_update(prep.formulas, optimizer, pooled_rows, out_, cfg) \
+                        if cfg.algorithm == "ppo" else \
+                        grpo_update(prep.policy, optimizer, pooled_rows, out_, cfg, formula_policy_loss(prep.formulas))
                     metrics.update(formula_record(out_))
                     log_formulas(run.path / "formulas.jsonl", step + 1, out_, [prep.train_items[r] for r in rows])
                 elif cfg.algorithm == "grpo":

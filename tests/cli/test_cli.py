@@ -60,3 +60,13 @@ def test_serve_refuses_a_remote_host_and_an_unknown_limit_before_loading_a_model
     assert remote.returncode == 2 and "--allow-remote" in remote.stderr and "no authentication" in remote.stderr
     limit = pcdrl("serve", "--limit", "bogus=3")
     assert limit.returncode == 2 and "bogus" in limit.stderr and "max_tokens" in limit.stderr
+
+
+def test_eval_reads_an_override_whose_value_is_a_path(tmp_path):
+    """`matched_concepts=[runs/x/seed0]` holds a "/", yet it is an override of an EvalConfig field, not a run folder:
+    its check (the matched row needs the rl row) fires, before any run is read."""
+    result = pcdrl("eval", str(tmp_path / "run"), "matched_concepts=[runs/concepts-k4/seed0]", "rows=[prior]", "controls=[]",
+                   "--out", str(tmp_path / "eval"))
+    assert result.returncode == 2 and "matched_concepts" in result.stderr, result.stderr
+    assert "concepts-k4/seed0 does not exist" not in result.stderr
+    assert not (tmp_path / "eval").exists()

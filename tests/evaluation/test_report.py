@@ -67,6 +67,33 @@ def make_examples() -> list[dict]:
     return out
 
 
+def _spot(position: int, token: str, value: float, rank: int) -> dict:
+    return {"position": position, "token": token, "value": value, "rank": rank}
+
+
+def make_formula_example() -> dict:
+    """A formula run's example (as `pcdrl eval` writes it): the formulas, and per row the evidence for each literal;
+    a hostile label and a hostile token among them, and a third seed's formula (row rl/1)."""
+    python = {"concept": 3, "label": "Python", "negated": False, "fired": True, "true": True,
+              "positions": [_spot(p, f" tok{p}", 2.5, 1) for p in range(10, 20)], "closest": _spot(10, " tok10", 2.5, 1)}
+    hostile = {"concept": 7, "label": XSS, "negated": True, "fired": False, "true": True, "positions": [],
+               "closest": _spot(14, "</code><script>x</script>", 0.731, 9)}
+    lord = {"concept": 9, "label": "LORD", "negated": True, "fired": True, "true": False,
+            "positions": [_spot(12, "\n", 1.25, 2)], "closest": _spot(12, "\n", 1.25, 2)}
+    evidence = {
+        "pretrained": {"formula": "c3", "text": "'Python'", "true": True, "k": 4, "n_positions": 11,
+                       "literals": [python]},
+        "rl": {"formula": "c3 AND NOT c7", "text": f"'Python' AND NOT '{XSS}'", "true": True, "k": 4,
+               "n_positions": 11, "literals": [python, hostile]},
+        "rl/1": {"formula": "c3 OR NOT c9", "text": "'Python' OR NOT 'LORD'", "true": True, "k": 4, "n_positions": 11,
+                 "literals": [python, lord]},
+    }
+    example = make_examples()[0]
+    formulas = {"pretrained": evidence["pretrained"]["text"], "rl": evidence["rl"]["text"]}
+    return {**example, "id": "cont-0099", "labels": {r: [t] for r, t in formulas.items()}, "formulas": formulas,
+            "evidence": evidence}
+
+
 def write_metrics(run, steps: int = 6, with_reward: bool = True, seed: int = 0) -> None:
     """RUN/metrics.jsonl as the trainer writes it, plus a line without a step and a torn last line."""
     run.mkdir(parents=True)
@@ -86,7 +113,7 @@ def report(tmp_path):
     for seed, run in enumerate(runs):
         write_metrics(run, seed=seed)
     out = tmp_path / "eval"
-    summary, examples = make_summary(), make_examples()
+    summary, examples = make_summary(), [*make_examples(), make_formula_example()]
     plots = {"reward_curve": plot_reward_curves(runs, out / "plots" / "reward_curve.png"),
              "concept_usage": plot_concept_usage(summary["concept_usage"], summary["labels"],
                                                  out / "plots" / "concept_usage.png")}
@@ -116,6 +143,38 @@ def test_page_escapes_everything(report):
     assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; friends" in html
     assert "<b>0</b>" not in html and "&lt;b&gt;0&lt;/b&gt;" in html  # S's input is text, not markup
     assert html.isascii()
+
+
+def _card(html: str, item_id: str) -> str:
+    start = html.index(item_id)
+    return html[start: html.index("</article>", start)]
+
+
+def test_formula_cards_show_the_evidence_for_each_literal(report):
+    html = report[0].read_text()
+    card = _card(html, "cont-0099")
+    assert card.count('<div class="evidence">') == 3  # pretrained, rl, and rl/1 folded under the other seeds
+    assert "<h4>Pretrained formula</h4>" in card and "RL formulas of the other seeds (1)" in card
+    # A true literal lists where it fired, eight positions at most on the page (examples.jsonl has them all).
+    assert ("<b>&#x27;Python&#x27;</b> <span class=\"muted\">(c3)</span>: in the top-4 at 10 of 11 read positions: "
+            "token 10 <code>&quot; tok10&quot;</code> (2.500, rank 1)") in card
+    assert "token 17 <code>" in card and "token 18 <code>" not in card and "and 2 more" in card
+    # A true NOT: absent everywhere, with how close it came; its label and token are text, not markup.
+    assert ('<li class="true"><span class="verdict">true</span> <b>NOT &#x27;&lt;script&gt;alert(1)&lt;/script&gt; '
+            "&amp; friends&#x27;</b>") in card
+    assert ("in the top-4 at none of 11 read positions; closest: token 14 <code>&quot;&lt;/code&gt;&lt;script&gt;"
+            "x&lt;/script&gt;&quot;</code> (0.731, rank 9)") in card
+    # A false NOT shows where its concept was selected; a newline token stays visible as \n.
+    assert ('<li class="false"><span class="verdict">false</span> <b>NOT &#x27;LORD&#x27;</b>' in card
+            and "token 12 <code>&quot;\\n&quot;</code> (1.250, rank 2)" in card)
+
+
+def test_concept_cards_are_unchanged_by_the_evidence_view(report):
+    html = report[0].read_text()
+    card = _card(html, "cont-0040")
+    assert "<h4>Pretrained labels</h4>" in card and "<h4>RL labels</h4>" in card
+    assert "evidence" not in card and "other seeds" not in card
+    assert render(make_summary(), make_examples(), {}).count('class="evidence"') == 0
 
 
 def test_images_embedded_and_self_contained(report):
@@ -174,6 +233,7 @@ def test_chromium_renders_report(report, tmp_path):
     assert "sentence-final punctuation" in dom and "closing a quoted phrase" in dom  # RL labels
     assert "No gain: RL" in dom
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in dom and "<script>alert" not in dom
+    assert "in the top-4 at none of 11 read positions" in dom  # the evidence under a formula, as rendered
 
 
 def test_plots_leave_pyplot_alone(tmp_path):

@@ -63,6 +63,16 @@ def test_ambiguous_label_names_the_concepts_that_share_it():
         parse("'numbers' OR c1", LABELS)
 
 
+def test_a_label_shared_by_many_concepts_lists_eight_and_counts_the_rest():
+    """Real auto-interp labels repeat (~170 concepts share one): the error stays one readable line."""
+    many = {c: "words" for c in range(10, 180)}
+    with pytest.raises(FormulaError) as err:
+        parse("'words'", many)
+    message = str(err.value)
+    assert "concepts c10, c11, c12, c13, c14, c15, c16, c17 and 162 more share it" in message
+    assert "c18" not in message and len(message) < 200
+
+
 def test_unlabelled_or_unknown_concept_is_refused_by_id_when_labels_are_given():
     with pytest.raises(FormulaError, match=r"concept c9 at position 6 is unknown or has no label"):
         parse("c1 OR c9", LABELS)

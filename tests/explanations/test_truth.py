@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from pcdrl.explanations import (And, FormulaError, Literal, Not, Or, canonical, evidence, fired, fired_batch, holds,
                                 is_true, is_true_batch, literal_evidence, parse)
+from pcdrl.explanations.truth import Closest, evidence_from_pre_acts, signed_literals
 from pcdrl.pcd.encoder import ConceptEncoder
 
 N = 6
@@ -53,6 +54,49 @@ def test_evidence_gives_positions_and_values_per_concept_in_formula_order():
     assert again == e
 
 
+def _pre_acts() -> torch.Tensor:
+    """Seven read positions over six concepts, k = 2. Everywhere c0 (5.0) and c4 (4.0) lead, c1 is third (3.0) and
+    c3 fourth (1.0); at rows 2 and 5 c3 jumps to 6.0 and enters the top-2. c1 never enters it; at row 4 it is 3.9,
+    still third. c2 (0.0) and c5 (-1.0) never come close."""
+    pre = torch.tensor([[5.0, 3.0, 0.0, 1.0, 4.0, -1.0]]).repeat(7, 1)
+    pre[[2, 5], 3] = 6.0
+    pre[4, 1] = 3.9
+    return pre
+
+
+def test_evidence_from_pre_acts_lists_exactly_the_top_k_positions_with_ranks():
+    e = evidence_from_pre_acts(parse("c3 AND NOT c1"), _pre_acts(), 2, read_positions=range(10, 17))
+    assert e.true is True and e.k == 2 and e.n_positions == 7
+    c3, c1 = e.literals
+    assert (c3.concept, c3.fired, c3.positions, c3.values, c3.ranks) == (3, True, (12, 15), (6.0, 6.0), (1, 1))
+    # A NOT lists no position, and its closest approach says how far from the top-2 it stayed: third at best, at
+    # row 4 (rank ties go to the higher pre-activation: 3.9 beats the 3.0 of rows 0, 1, 3, 6).
+    assert (c1.fired, c1.positions, c1.ranks) == (False, (), ())
+    assert c1.closest == Closest(position=14, rank=3, value=pytest.approx(3.9))
+    # Without read positions, positions are rows; the plain evidence from the same top-k agrees.
+    rows = evidence_from_pre_acts(parse("c3"), _pre_acts(), 2)
+    assert rows.literals[0].positions == (2, 5) and rows.literals[0].closest == Closest(2, 1, 6.0)
+    values, indices = _pre_acts().topk(2, dim=-1)
+    plain = evidence(parse("c3 AND NOT c1"), indices, values, range(10, 17), 6)
+    assert [(x.concept, x.fired, x.positions, x.values) for x in plain.literals] == [
+        (x.concept, x.fired, x.positions, x.values) for x in e.literals]
+
+
+def test_a_false_literal_shows_up_false_with_its_evidence():
+    e = evidence_from_pre_acts(parse("c3 AND c2 AND NOT c0"), _pre_acts(), 2)
+    assert e.true is False
+    c3, c2, c0 = e.literals
+    assert not c2.fired and c2.closest.rank == 5  # behind c0, c4, c1, c3 everywhere, and c3 at 6.0 changes nothing
+    assert c0.fired and c0.positions == tuple(range(7))  # NOT c0 is false: here is where c0 was selected
+    assert c0.ranks == (1, 1, 2, 1, 1, 2, 1)
+
+
+def test_signed_literals_carry_the_parity_of_the_nots_above_them():
+    f = parse("c0 AND NOT (c1 OR NOT c2) AND NOT c0")
+    assert signed_literals(f) == [(0, False), (1, True), (2, False), (0, True)]
+    assert signed_literals(parse("c4")) == [(4, False)]
+
+
 def test_batched_and_single_agree_on_ragged_items():
     gen = torch.Generator().manual_seed(0)
     items = [torch.randint(0, N, (p, 2), generator=gen) for p in (1, 4, 2, 3)]
@@ -92,6 +136,10 @@ def test_an_item_with_no_read_positions_has_nothing_fired():
     (lambda: fired(INDICES, 4), r"must lie in \[0, 4\)"),
     (lambda: is_true_batch([parse("c1")], [INDICES, INDICES], N), "1 formulas for 2 items"),
     (lambda: evidence(parse("c1"), INDICES, VALUES[:, :1]), "values must have the shape of active"),
+    (lambda: evidence_from_pre_acts(parse("c1"), INDICES, 1), "float tensor"),
+    (lambda: evidence_from_pre_acts(parse("c1"), _pre_acts(), 0), r"k \(the encoder's top-k\) must be"),
+    (lambda: evidence_from_pre_acts(parse("c1"), _pre_acts(), 7), r"in \[1, 6\]"),
+    (lambda: evidence_from_pre_acts(parse("c9"), _pre_acts(), 2), "concept c9 is outside"),
 ])
 def test_bad_inputs_are_formula_errors(call, message):
     with pytest.raises(FormulaError, match=message):

@@ -84,8 +84,7 @@ def test_config_errors_name_the_field(pipeline):
         _cfg(pipeline, "formula.truth=masked")
     with pytest.raises(ConfigError, match=r"rewards\.truth scores formulas; set policy\.kind=formulas"):
         _cfg(pipeline, "policy.kind=concepts", "rewards={judge_logprob: 1.0, truth: 0.5}")
-    with pytest.raises(ConfigError, match=r"algorithm: policy\.kind=formulas trains with grpo only"):
-        _cfg(pipeline, "algorithm=ppo")
+    assert _cfg(pipeline, "algorithm=ppo").samples_per_item == 1, "PPO trains formulas too (test_formula_ppo.py)"
     with pytest.raises(ConfigError, match=r"rewards\.grounding .*cannot score formulas"):
         _cfg(pipeline, "rewards={judge_logprob: 1.0, grounding: 0.5}")
 

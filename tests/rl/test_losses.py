@@ -57,3 +57,16 @@ def test_value_loss_and_gae():
     delta1 = 1.0 - 0.6
     delta0 = 0.0 + 0.9 * 0.6 - 0.2
     assert adv2.tolist()[0] == pytest.approx([delta0 + 0.9 * 0.5 * delta1, delta1])
+
+
+def test_clipped_loss_takes_per_token_advantages_and_refuses_other_shapes():
+    logprobs = torch.zeros(2, 3, requires_grad=True)
+    mask = torch.ones(2, 3)
+    per_sample = clipped_policy_loss(logprobs, logprobs.detach(), torch.tensor([1.0, -1.0]), mask, "dapo")
+    per_token = clipped_policy_loss(logprobs, logprobs.detach(), torch.tensor([[1.0] * 3, [-1.0] * 3]), mask, "dapo")
+    assert torch.equal(per_sample.loss, per_token.loss)  # one advantage per sample = the same one on every token
+    skewed = clipped_policy_loss(logprobs, logprobs.detach(), torch.tensor([[3.0, 0, 0], [0, 0, 0]]), mask, "dapo")
+    (grad,) = torch.autograd.grad(skewed.loss, logprobs)
+    assert grad[0, 0] < 0 and torch.all(grad.flatten()[1:] == 0)  # only the token with an advantage moves
+    with pytest.raises(ValueError, match="one per sample"):
+        clipped_policy_loss(logprobs, logprobs.detach(), torch.ones(3), mask)
