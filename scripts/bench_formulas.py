@@ -129,7 +129,9 @@ def main(argv: list[str] | None = None) -> None:
         gemma = evaluate([seed["grpo-mask"]], out / "eval-gemma",
                          [*matched, f"judges=[{GEMMA}]", "rows=[pretrained, rl]", "controls=[]",
                           f"max_items={args.gemma_items}"], args.threads)
-        sections.append(matched_section(out, main_eval, gemma))
+        concepts = evaluate([seed["concepts-k4"]], out / "eval-concepts-k4", ["rows=[pretrained, rl]", "controls=[]"],
+                            args.threads)
+        sections.append(matched_section(out, main_eval, gemma, concepts))
     formula_runs = [n for n in names if VARIANTS[n].config != "configs/rl/grpo_concepts.yaml"]
     with ThreadPoolExecutor(max(1, 2 // args.threads)) as pool:  # one eval per core when each has one thread
         found = pool.map(lambda n: evaluate([seed[n]], out / f"eval-{n}", ["rows=[pretrained, rl]", "controls=[]"],
@@ -155,14 +157,18 @@ def main(argv: list[str] | None = None) -> None:
         update_section("bench_formulas", text)
 
 
-def matched_section(out: Path, main_eval: dict, gemma: dict) -> str:
+def matched_section(out: Path, main_eval: dict, gemma: dict, concepts: dict) -> str:
     f = main_eval["formulas"]
+    pre, pre_ci = row(concepts, "smollm2", "pretrained")
+    gain = concepts["gain"]["smollm2"]
     lines = ["### Formulas against concept sets at the same size", "",
              f"`{out / 'eval-main'}/table.md` (SmolLM2, {main_eval['n_items']} items) and "
              f"`{out / 'eval-gemma'}/table.md` (Gemma, first {gemma['n_items']} items):", "",
              (out / "eval-main" / "table.md").read_text().strip(), "", (out / "eval-gemma" / "table.md").read_text().strip(),
              "", f"Mean literals per held-out formula: {json.dumps(f['mean_size'])}; share true: "
-             f"{json.dumps(f['true_share'])}."]
+             f"{json.dumps(f['true_share'])}.", "",
+             f"The concept-set run on its own (`{out / 'eval-concepts-k4'}`, SmolLM2, {concepts['n_items']} items): "
+             f"pretrained top-4 {fmt(pre, pre_ci)}, RL − pretrained {fmt(gain['rl_minus_pretrained'], gain['ci95'], '+')}."]
     return "\n".join(lines)
 
 

@@ -239,7 +239,9 @@ def evaluate_tokens(policy: FormulaPolicy, pooled: torch.Tensor, tokens: torch.T
     for t in range(tokens.shape[1]):
         kinds = torch.tensor([r[t] if t < len(r) else _END_ONLY for r in rows])
         mask = policy.mask(token_mask(kinds, allowed, fired).to(device), used)
-        values.append(policy.value_head(hidden).squeeze(-1))  # V(prefix before token t): the state `hidden` holds
+        # V(prefix before token t), from the state `hidden` holds. Detached: the value loss trains the head only; let
+        # through, its gradient moved the policy's GRU outside PPO's clip (per-token KL spikes of 1e4 on CPU runs).
+        values.append(policy.value_head(hidden.detach()).squeeze(-1))
         hidden, logits = policy.step(hidden, previous, kinds.to(device), mask, scores, allowed_d)
         logp = torch.log_softmax(logits.masked_fill(~mask, float("-inf")) / temperature, -1)
         current = tokens[:, t].clamp(min=0).masked_fill(~valid[:, t], policy.vocab.END)
