@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> None:
         "to the greedy 4-concept conjunction. Eval: `pcdrl eval` on every held-out item that has a true conjunction. "
         "One seed per variant: the intervals are over items only.",
         "",
-        *sections,
+        "\n\n".join(sections),
     ])
     print(text)
     if not args.no_doc:
@@ -162,12 +162,12 @@ def matched_section(out: Path, main_eval: dict, gemma: dict, concepts: dict) -> 
     pre, pre_ci = row(concepts, "smollm2", "pretrained")
     gain = concepts["gain"]["smollm2"]
     lines = ["### Formulas against concept sets at the same size", "",
-             f"`{out / 'eval-main'}/table.md` (SmolLM2, {main_eval['n_items']} items) and "
-             f"`{out / 'eval-gemma'}/table.md` (Gemma, first {gemma['n_items']} items):", "",
+             f"`{_rel(out / 'eval-main')}/table.md` (SmolLM2, {main_eval['n_items']} items) and "
+             f"`{_rel(out / 'eval-gemma')}/table.md` (Gemma, first {gemma['n_items']} items):", "",
              (out / "eval-main" / "table.md").read_text().strip(), "", (out / "eval-gemma" / "table.md").read_text().strip(),
              "", f"Mean literals per held-out formula: {json.dumps(f['mean_size'])}; share true: "
              f"{json.dumps(f['true_share'])}.", "",
-             f"The concept-set run on its own (`{out / 'eval-concepts-k4'}`, SmolLM2, {concepts['n_items']} items): "
+             f"The concept-set run on its own (`{_rel(out / 'eval-concepts-k4')}`, SmolLM2, {concepts['n_items']} items): "
              f"pretrained top-4 {fmt(pre, pre_ci)}, RL − pretrained {fmt(gain['rl_minus_pretrained'], gain['ci95'], '+')}."]
     return "\n".join(lines)
 
@@ -236,6 +236,10 @@ def _distinct(run: Path) -> float:
     values = [json.loads(line).get("formula/distinct_per_item") for line in (run / "metrics.jsonl").open()]
     values = [v for v in values if v is not None]
     return sum(values) / len(values) if values else float("nan")
+
+
+def _rel(path: Path) -> Path:
+    return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
 
 
 def _last_metrics(run: Path) -> dict:

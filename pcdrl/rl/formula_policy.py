@@ -239,8 +239,8 @@ def evaluate_tokens(policy: FormulaPolicy, pooled: torch.Tensor, tokens: torch.T
     for t in range(tokens.shape[1]):
         kinds = torch.tensor([r[t] if t < len(r) else _END_ONLY for r in rows])
         mask = policy.mask(token_mask(kinds, allowed, fired).to(device), used)
-        # V(prefix before token t), from the state `hidden` holds. Detached: the value loss trains the head only; let
-        # through, its gradient moved the policy's GRU outside PPO's clip (per-token KL spikes of 1e4 on CPU runs).
+        # V(prefix before token t), from the state `hidden` holds. Detached: the value loss trains the head only,
+        # so the critic cannot move the policy the clip is meant to bound.
         values.append(policy.value_head(hidden.detach()).squeeze(-1))
         hidden, logits = policy.step(hidden, previous, kinds.to(device), mask, scores, allowed_d)
         logp = torch.log_softmax(logits.masked_fill(~mask, float("-inf")) / temperature, -1)

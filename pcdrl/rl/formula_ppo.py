@@ -15,9 +15,9 @@ does changes the formula afterwards).
     μ:          ppo.updates_per_batch optimizer steps on each rollout
 
 The value head reads the policy's GRU state, detached: the value loss trains the head alone, at ppo.value_lr
-(`value_parameters`). With the state shared (the value loss training the GRU at the policy's lr), the first
-CPU benchmark run's per-token KL to the warm start spiked to 1e4 within a few steps: the value gradient moved the
-policy outside what PPO's clip bounds. Rows whose reward is not finite have no steps.
+(`value_parameters`), and cannot move the policy that the clip is meant to bound. Rows whose reward is not finite
+have no steps. On the CPU benchmark (docs/benchmarks.md, bench_formulas) the per-token KL to the warm start spiked
+to ~1e4 on some steps, with the value head shared or detached: the μ=4 policy updates cause it, not the critic.
 """
 from __future__ import annotations
 
