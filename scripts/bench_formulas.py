@@ -139,7 +139,8 @@ def main(argv: list[str] | None = None) -> None:
         per_variant = dict(zip(formula_runs, found))
     sections.append(variants_section(out, per_variant))
     if sum(n in per_variant for n in SWEEP) >= 2:
-        sections.append(pareto_section(per_variant))
+        concepts = out / "eval-concepts-k4" / "summary.json"
+        sections.append(pareto_section(per_variant, json.loads(concepts.read_text()) if concepts.exists() else None))
     command = "python scripts/bench_formulas.py " + " ".join(argv if argv is not None else sys.argv[1:])
     text = "\n".join([
         "## Formulas against concept sets (scripts/bench_formulas.py)",
@@ -190,7 +191,7 @@ def variants_section(out: Path, evals: dict) -> str:
     return "\n".join(lines)
 
 
-def pareto_section(evals: dict) -> str:
+def pareto_section(evals: dict, concepts: dict | None = None) -> str:
     points = []  # (temperature, sparsity weight, mean literals, accuracy, ci)
     for table, temperature in ((SWEEP, 2.0), (SWEEP_T1, 1.0)):
         for name, weight in table.items():
@@ -201,16 +202,18 @@ def pareto_section(evals: dict) -> str:
     pre_acc, pre_ci = row(reference, "smollm2", "pretrained")
     pre_size = reference["formulas"]["mean_size"]["pretrained"]
     plot = ROOT / "docs" / "img" / "formula_pareto.png"
-    _plot(points, (pre_size, pre_acc, pre_ci), plot)
+    concept_point = (4.0, *row(concepts, "smollm2", "rl")) if concepts else None
+    _plot(points, (pre_size, pre_acc, pre_ci), plot, concept_point)
     lines = ["### Sparsity sweep: held-out accuracy against formula size", "",
              f"![accuracy against literals]({plot.relative_to(ROOT / 'docs')})", "",
              "| temperature | sparsity weight | mean literals | rl accuracy (SmolLM2) |", "|---|---|---|---|",
              *[f"| {t} | {w} | {size:.2f} | {fmt(acc, ci)} |" for t, w, size, acc, ci in sorted(points)],
-             f"| pretrained conjunction | | {pre_size:.2f} | {fmt(pre_acc, pre_ci)} |"]
+             f"| pretrained conjunction | | {pre_size:.2f} | {fmt(pre_acc, pre_ci)} |",
+             *([f"| RL concept set, k=4 (not a formula) | | 4.00 | {fmt(*concept_point[1:])} |"] if concept_point else [])]
     return "\n".join(lines)
 
 
-def _plot(points, pretrained, path: Path) -> None:
+def _plot(points, pretrained, path: Path, concept_point=None) -> None:
     from pcdrl.evaluation.plots import new_figure, save_png
 
     fig = new_figure((5.5, 3.8))
@@ -222,9 +225,13 @@ def _plot(points, pretrained, path: Path) -> None:
     size, acc, ci = pretrained
     ax.errorbar([size], [acc], yerr=[[acc - ci[0]], [ci[1] - acc]], fmt="s", color="tab:gray", capsize=3)
     ax.annotate("pretrained conjunction", (size, acc), textcoords="offset points", xytext=(5, -12), fontsize=8)
+    if concept_point:  # the concept-set run of the same size, for scale: what formulas are compared with
+        size, acc, ci = concept_point
+        ax.errorbar([size], [acc], yerr=[[acc - ci[0]], [ci[1] - acc]], fmt="D", color="tab:green", capsize=3)
+        ax.annotate("RL concept set, k=4", (size, acc), textcoords="offset points", xytext=(-95, 0), fontsize=8)
     ax.set_xlabel("mean literals per held-out formula")
     ax.set_ylabel("held-out accuracy (SmolLM2 judge)")
-    ax.set_title("Formulas: usefulness against size (GRPO, 9,216 judged each)", fontsize=9)
+    ax.set_title("Formulas: usefulness against size (GRPO, 9,216 judged explanations each)", fontsize=9)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
