@@ -33,7 +33,7 @@ from benchmarks_doc import update_section  # noqa: E402
 from pcdrl.behaviors.build import load_items  # noqa: E402
 from pcdrl.explanations import And, Literal, Not, Or, to_text  # noqa: E402
 from pcdrl.pcd.stats import bootstrap_mean  # noqa: E402
-from pcdrl.runtime.config_loader import from_dict  # noqa: E402
+from pcdrl.runtime.config_loader import from_dict, parse_yaml  # noqa: E402
 from pcdrl.simulators.config import JudgeConfig  # noqa: E402
 from pcdrl.simulators.judge import Judge  # noqa: E402
 from pcdrl.simulators.render import Explanation  # noqa: E402
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     for name in args.judges.split(","):
         if name not in JUDGES:
             sys.exit(f"bench_formula_judge: unknown judge '{name}'; choose from {sorted(JUDGES)}")
-        cfg = from_dict(JudgeConfig, _yaml(JUDGES[name].replace("DTYPE", args.judge_dtype)), source=f"judge {name}")
+        cfg = from_dict(JudgeConfig, parse_yaml(JUDGES[name].replace("DTYPE", args.judge_dtype), name), source=f"judge {name}")
         probs = judge_probs(Judge(cfg), items)
         for row, p in probs.items():
             mean_rows.append(f"| {name} | {row} | {p[:, 0].mean():.3f} | {p[:, 1].mean():.3f} |")
@@ -145,11 +145,6 @@ def main(argv: list[str] | None = None) -> None:
     print(text)
     if not args.no_doc:
         update_section("bench_formula_judge", text)
-
-
-def _yaml(text: str):
-    from pcdrl.runtime.config_loader import parse_yaml
-    return parse_yaml(text, "judge")
 
 
 if __name__ == "__main__":
