@@ -7,6 +7,7 @@
     pcdrl train configs/rl/grpo_concepts.yaml --out runs/grpo
     pcdrl eval runs/grpo --out runs/grpo/eval max_items=60
     pcdrl sweep configs/sweeps/weights_2x2.yaml --out runs/sweep-2x2 steps=3 --dry-run
+    pcdrl study serve runs/grpo/eval        (then: pcdrl study simulate / pcdrl study report runs/grpo/eval/study)
     pcdrl quickstart
 """
 from __future__ import annotations
@@ -95,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="allow a --host other machines can reach (the server has no authentication and no TLS)")
     serve.add_argument("--limit", action="append", default=[], metavar="NAME=VALUE",
                        help="change a request limit (docs/judge.md), e.g. --limit max_tokens=2048")
+    from pcdrl.study.commands import add_study_parser
+
+    add_study_parser(verbs)
     return parser
 
 
@@ -128,6 +132,10 @@ def main(argv: list[str] | None = None) -> int:
             return _sweep(args)
         if args.verb == "quickstart":
             return _quickstart(args)
+        if args.verb == "study":
+            from pcdrl.study.commands import run_study
+
+            return run_study(args)
         if args.verb == "serve":
             from pcdrl.models.server import main as serve_main
 
@@ -284,6 +292,8 @@ def _quickstart(args) -> int:
     stages = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in result["stage_seconds"].items()) or "all cached"
     print(f"stages run: {stages}", file=sys.stderr)
     print(f"report: {result['report']}", file=sys.stderr)
+    print(f"ask people the same questions: pcdrl study serve {Path(result['report']).parent} (docs/study.md)",
+          file=sys.stderr)
     return 0
 
 

@@ -102,8 +102,20 @@ step "pcdrl eval grpo --config configs/eval/eval.yaml"
 "$PCDRL" eval grpo --config configs/eval/eval.yaml --out grpo-eval max_items=8 \
   fidelity.simulator_model="$MODEL" fidelity.label_windows=200 fidelity.min_examples=3 fidelity.score_positives=3 \
   fidelity.score_negatives=3 fidelity_concepts=3 examples=3 items_per_call=4 bootstrap_resamples=200 >/dev/null
-need grpo-eval/summary.json grpo-eval/table.md grpo-eval/report.html
+need grpo-eval/summary.json grpo-eval/table.md grpo-eval/report.html grpo-eval/items.json
+took
+
+# The study's pages, templates and CSS come from the wheel: simulated participants answer through them, then the report.
+step "pcdrl study simulate / report on grpo-eval"
+"$PCDRL" study serve grpo-eval --port 0 >serve.out 2>serve.err &
+SERVE_PID=$!
+for _ in $(seq 1 60); do grep -q "serving on" serve.out 2>/dev/null && break; sleep 0.5; done
+kill "$SERVE_PID"; wait "$SERVE_PID" 2>/dev/null || true
+grep -q "serving on http://127.0.0.1:" serve.out || { cat serve.err; echo "pcdrl study serve did not start"; exit 1; }
+"$PCDRL" study simulate grpo-eval/study --participants 2 >/dev/null
+"$PCDRL" study report grpo-eval/study --resamples 200 >/dev/null
+need grpo-eval/study/study.sqlite grpo-eval/study/report/report.html grpo-eval/study/report/summary.json
 took
 
 echo "wheel check passed in $((SECONDS - START)) s: $(basename "$WHEEL") installs into a clean venv and runs" \
-  "pretrain -> label -> data -> train -> eval from $PWD"
+  "pretrain -> label -> data -> train -> eval -> study from $PWD"

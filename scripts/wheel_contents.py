@@ -24,6 +24,7 @@ REQUIRED = (
     "pcdrl/behaviors/data/chat_prompts.yaml", "pcdrl/configs/quickstart.yaml",
     "pcdrl/configs/pcd/quickstart.yaml", "pcdrl/configs/data/quickstart.yaml",
     "pcdrl/configs/rl/grpo_concepts.yaml", "pcdrl/configs/eval/eval.yaml",
+    "pcdrl/study/templates/item.html", "pcdrl/study/static/style.css",
 )
 CONSOLE_SCRIPT = "pcdrl = pcdrl.cli:main"
 

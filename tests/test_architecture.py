@@ -18,7 +18,7 @@ PACKAGE = REPO / "pcdrl"
 LAYERS = {
     "runtime": 0, "stats": 0,
     "models": 1, "pcd": 2, "behaviors": 3, "simulators": 4, "explanations": 5, "rewards": 6, "rl": 7,
-    "evaluation": 8, "sweeps": 9, "quickstart_config": 10, "quickstart": 10, "cli": 11, "__main__": 12, "__init__": 0,
+    "evaluation": 8, "study": 9, "sweeps": 9, "quickstart_config": 10, "quickstart": 10, "cli": 11, "__main__": 12, "__init__": 0,
 }
 """Each top-level part of pcdrl, by its place in the data flow; a part imports only parts with a lower or equal
 number (equal: within itself). A new package must be placed here on purpose."""

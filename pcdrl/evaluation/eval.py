@@ -36,6 +36,7 @@ from pcdrl.evaluation.formula_evidence import example_evidence
 from pcdrl.evaluation.formula_rows import formula_entry, formula_sets, formula_stats
 from pcdrl.evaluation.matched_rows import add_matched_row, matched_runs, matched_shown
 from pcdrl.evaluation.stats import paired_difference, verdicts
+from pcdrl.evaluation.study_items import study_items, write_study_items
 from pcdrl.evaluation.judge_eval import random_concept_sets, score_row
 from pcdrl.simulators.config import JudgeConfig
 from pcdrl.simulators.judge import Judge
@@ -111,6 +112,9 @@ def evaluate(paths: list[str | Path], cfg: EvalConfig, out: str | Path) -> dict:
         found = example_evidence(sets, [e["id"] for e in examples])
         examples = [{**e, "evidence": found[e["id"]]} for e in examples]
     _write_outputs(out, runs, summary, examples)
+    # Every item with every main row's explanation and judge answers: what `pcdrl study` serves to people.
+    write_study_items(out, study_items(items, rows["main"], shown, answers, judges, runs[0].config.judge.name,
+                                       {k: summary[k] for k in ("runs", "seeds", "split", "families", "n_items")}))
     run_dir.write_summary(summary)
     run_dir.close()
     return summary

@@ -16,6 +16,7 @@ from pcdrl.evaluation.stats import paired_difference, verdicts
 from pcdrl.pcd.stats import bootstrap_mean
 from pcdrl.rl.train_config import RLTrainConfig
 from pcdrl.rl.trainer import train
+from pcdrl.simulators.metrics import expected_accuracy
 from pcdrl.simulators.paraphrase import paraphrase_label
 
 REPO = Path(__file__).resolve().parents[2]
@@ -197,3 +198,39 @@ def test_one_run_named_thrice_is_not_three_seeds(two_seeds):
                                          r"seed: name each run once"):
         check_comparable(refs)
     check_comparable([find_run(two_seeds[0]), find_run(two_seeds[1])])  # two seeds pass
+
+
+def test_items_json_holds_every_item_and_a_simulated_study_reproduces_the_eval(pipeline, two_seeds, tmp_path):
+    """items.json carries what each row showed and each judge's answer; a full block of simulated participants,
+    answering through the study's HTTP pages with the training judge, reproduces the eval's accuracy per row."""
+    from pcdrl.runtime.config_loader import from_dict
+    from pcdrl.simulators.config import JudgeConfig
+    from pcdrl.simulators.judge import Judge
+    from pcdrl.study.serve import StudyServer, open_study
+    from pcdrl.study.simulate import simulate
+
+    checkpoint = find_run(two_seeds[0]).checkpoint
+    summary = evaluate([checkpoint], _eval_cfg(pipeline, "controls=[]"), tmp_path / "eval")
+    document = json.loads((tmp_path / "eval" / "items.json").read_text())
+    assert document["rows"] == ["prior", "random", "pretrained", "rl/0", "oracle"]
+    assert len(document["items"]) == summary["n_items"] and set(document["judges"]) == {"tiny", "tiny2"}
+    assert document["items"][0]["shown"]["oracle"] == {"kind": "oracle", "oracle": document["items"][0]["behaviour"]}
+    for judge in ("tiny", "tiny2"):
+        rl = [expected_accuracy(it["judged"][judge]["rl/0"]["scores"], it["answer"]) for it in document["items"]]
+        assert sum(rl) / len(rl) == pytest.approx(summary["accuracy"][judge]["rl"], abs=1e-4)
+
+    store, _ = open_study(tmp_path / "eval", tmp_path / "study", None)
+    judge = Judge(from_dict(JudgeConfig, document["judges"]["tiny"]["config"]))
+    with StudyServer(store, quiet=True) as server:
+        result = simulate(server.url, judge, store.block_size(), concurrency=4)
+    judge.close()
+    answers = store.answers()
+    assert result["answers"] == len(answers) == len(store.items) * len(store.conditions)
+    assert {a["agent"] for a in answers} == {"judge:tiny"}
+    by_item = {it["id"]: it for it in document["items"]}
+    for row in ("random", "pretrained", "rl/0", "oracle"):  # the prior is all ties: its picks are coin flips
+        cells = [a for a in answers if a["condition"] == row]
+        eval_accuracy = sum(expected_accuracy(by_item[a["item"]]["judged"]["tiny"][row]["scores"],
+                                              by_item[a["item"]]["answer"]) for a in cells) / len(cells)
+        assert sum(a["correct"] for a in cells) / len(cells) == pytest.approx(eval_accuracy, abs=1e-9), row
+    store.close()
