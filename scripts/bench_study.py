@@ -40,10 +40,14 @@ from pcdrl.study.simulate import simulate  # noqa: E402
 DISPLAY = {"prior": "no explanation (prior)", "rl/0": "rl"}
 
 
-def _judge(store) -> Judge:
+def _judge_name(store) -> str:
+    """The eval's training judge, else its first (an eval given other judges has no training judge among them)."""
     judges = store.frozen["judges"]
-    name = next(n for n, j in judges.items() if j["role"] == "training")
-    return Judge(from_dict(JudgeConfig, judges[name]["config"]))
+    return next((n for n, j in judges.items() if j["role"] == "training"), next(iter(judges)))
+
+
+def _judge(store) -> Judge:
+    return Judge(from_dict(JudgeConfig, store.frozen["judges"][_judge_name(store)]["config"]))
 
 
 def _run(store, participants: int, concurrency: int) -> dict:
@@ -62,8 +66,7 @@ def _run(store, participants: int, concurrency: int) -> dict:
 
 
 def _dtype(store) -> str:
-    judges = store.frozen["judges"]
-    return next(j["config"]["backend"]["dtype"] for j in judges.values() if j["role"] == "training")
+    return store.frozen["judges"][_judge_name(store)]["config"]["backend"]["dtype"]
 
 
 def match(eval_dir: Path, folder: Path) -> tuple[str, dict]:
@@ -88,7 +91,9 @@ def match(eval_dir: Path, folder: Path) -> tuple[str, dict]:
     text = (f"**Judge {judge} in {dtype}.** One full block of simulated participants ({agent}: "
             f"{group['n_started']} participants, "
             f"{group['n_answers']} answers) on `{eval_dir}` ({report['n_items']} items), through the HTTP pages; "
-            f"{result.get('seconds', 'reused')} s for the simulation, {time.time() - started:.0f} s in all.\n\n"
+            f"{result.get('seconds', '?')} s for the simulation"
+            + (" (an earlier run of this script; its answers are reused)" if "note" in result or result.get("reused")
+               else f", {time.time() - started:.0f} s in all") + ".\n\n"
             + "\n".join(rows))
     return text, result
 
@@ -122,7 +127,7 @@ def main() -> None:
     match_md = "\n\n".join(match(e, e.parent / f"study-match-{e.name}")[0] for e in args.eval)
     load_md, _ = load(args.eval[0], args.eval[0].parent / "study-load", args.participants)
     update_section("bench_study", "## The human-study page with simulated participants (`scripts/bench_study.py`)\n\n"
-                   f"{machine()}. Judge: the eval's training judge (SmolLM2-135M-Instruct), on CPU.\n\n"
+                   f"{machine()}. Judge: SmolLM2-135M-Instruct on CPU, as each eval ran it.\n\n"
                    "### Simulated participants reproduce `pcdrl eval`\n\n" + match_md + "\n\n"
                    "### Load on loopback\n\n" + load_md + "\n")
     print(match_md + "\n\n" + load_md)
