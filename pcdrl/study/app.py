@@ -68,8 +68,7 @@ def create_app(store: StudyStore) -> Flask:
         return pid if guard.ID_PATTERN.fullmatch(pid) and store.exists(pid) else None
 
     def page(template: str, status: int = 200, **context):
-        response = app.make_response((render_template(template, title=title, **context), status))
-        return response
+        return app.make_response((render_template(template, title=title, **context), status))
 
     def to(path: str, pid: str | None = None):
         response = redirect(path, code=303)
@@ -127,7 +126,7 @@ def create_app(store: StudyStore) -> Flask:
             return to("/done")
         shown = step.item["shown"][step.condition]
         return page("item.html", step=step, shown=shown, headers=headers,
-                    labels=[label for label in shown.get("labels", [])][: headers["max_labels"]],
+                    labels=shown.get("labels", [])[: headers["max_labels"]],
                     csrf=guard.token(store.secret, "answer", pid), participant=pid)
 
     @app.post("/answer")
