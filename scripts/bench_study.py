@@ -40,14 +40,8 @@ from pcdrl.study.simulate import simulate  # noqa: E402
 DISPLAY = {"prior": "no explanation (prior)", "rl/0": "rl"}
 
 
-def _judge_name(store) -> str:
-    """The eval's training judge, else its first (an eval given other judges has no training judge among them)."""
-    judges = store.frozen["judges"]
-    return next((n for n, j in judges.items() if j["role"] == "training"), next(iter(judges)))
-
-
 def _judge(store) -> Judge:
-    return Judge(from_dict(JudgeConfig, store.frozen["judges"][_judge_name(store)]["config"]))
+    return Judge(from_dict(JudgeConfig, store.frozen["judges"][store.training_judge]["config"]))
 
 
 def _run(store, participants: int, concurrency: int) -> dict:
@@ -66,7 +60,7 @@ def _run(store, participants: int, concurrency: int) -> dict:
 
 
 def _dtype(store) -> str:
-    return store.frozen["judges"][_judge_name(store)]["config"]["backend"]["dtype"]
+    return store.frozen["judges"][store.training_judge]["config"]["backend"]["dtype"]
 
 
 def match(eval_dir: Path, folder: Path) -> tuple[str, dict]:

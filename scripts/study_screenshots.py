@@ -51,11 +51,6 @@ def synthetic_eval(folder: Path) -> Path:
     return module.synthetic_eval(folder, n_items=15)
 
 
-def training_judge(store) -> str:
-    judges = store.frozen["judges"]
-    return next((name for name, j in judges.items() if j.get("role") == "training"), next(iter(judges)))
-
-
 def scripted_choice(store, participant: str, judge: str, rng: random.Random) -> int:
     """An option drawn with the judge's probabilities for the participant's current (item, condition)."""
     step = store.next_step(participant)  # the condition is hidden from the page, so read it from the store
@@ -157,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         if not created:  # its answers would be mixed with the scripted ones
             store.close()
             raise SystemExit(f"--study {study} already holds a study; give a new folder")
-        judge = training_judge(store)
+        judge = store.training_judge
         args.out.mkdir(parents=True, exist_ok=True)
         try:
             with StudyServer(store, quiet=True) as server:

@@ -18,10 +18,15 @@ def calibrate(raw: list[float], baseline: list[float]) -> list[float]:
     return [r - b for r, b in zip(raw, baseline)]
 
 
+def top_options(scores: list[float]) -> list[int]:
+    """The options that score highest, ties (within TIE_TOLERANCE) included."""
+    top = max(scores)
+    return [i for i, s in enumerate(scores) if s >= top - TIE_TOLERANCE]
+
+
 def expected_accuracy(scores: list[float], answer: int) -> float:
     """1 if the true option alone scores highest; 1/t if it ties with t-1 others (a random tie-break)."""
-    top = max(scores)
-    tied = [i for i, s in enumerate(scores) if s >= top - TIE_TOLERANCE]
+    tied = top_options(scores)
     return 1.0 / len(tied) if answer in tied else 0.0
 
 

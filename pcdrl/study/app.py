@@ -46,9 +46,7 @@ class Refused(Exception):
 
 def explanation_headers(store: StudyStore) -> dict:
     """The headers the training judge's prompt puts above each kind of explanation: people read the same words."""
-    training = next((j for j in store.frozen["judges"].values() if j.get("role") == "training"),
-                    next(iter(store.frozen["judges"].values())))
-    cfg = training["config"]
+    cfg = store.frozen["judges"][store.training_judge]["config"]
     parts = load_template(cfg.get("template", "default"), cfg.get("persona", "novice"),
                           cfg.get("templates_file", "")).parts
     return {"labels": parts["concepts_header"], "formula": parts["formula_header"], "oracle": parts["oracle_header"],

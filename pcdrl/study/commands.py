@@ -91,7 +91,7 @@ def _simulate(args) -> int:
     torch.set_num_threads(max(1, args.threads))
     store = StudyStore(args.study)
     judges = store.frozen["judges"]
-    name = args.judge or next((n for n, j in judges.items() if j.get("role") == "training"), next(iter(judges)))
+    name = args.judge or store.training_judge
     if name not in judges:
         raise ValueError(f"--judge {name}: not a judge of this study's eval; have {', '.join(judges)}")
     participants = args.participants or store.block_size()

@@ -8,9 +8,9 @@ import random
 import re
 from pathlib import Path
 
+from pcdrl.evaluation.study_items import FORMAT as ITEMS_FORMAT
 from pcdrl.study.config import StudyConfig
 
-ITEMS_FORMAT = "pcdrl-eval-items/1"
 KINDS = ("none", "labels", "formula", "oracle")
 RERUN = ("rerun `pcdrl eval RUN --out {dir}` with this version of pcdrl: it writes items.json, and its judge "
          "answers are journalled in scores.jsonl, so only the outputs are rewritten")

@@ -14,7 +14,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from pcdrl.simulators.metrics import TIE_TOLERANCE, expected_accuracy
+from pcdrl.simulators.metrics import expected_accuracy, top_options
 
 PEOPLE = ""
 """The agent of an answer given by a person."""
@@ -273,7 +273,7 @@ def simulated_vs_eval(answers: list[dict], items_by_id: dict, judge: str, condit
             if not judged:
                 continue
             scores = judged["scores"]
-            best = [i for i, s in enumerate(scores) if s >= max(scores) - TIE_TOLERANCE]
+            best = top_options(scores)
             rows.append(a)
             expected.append(expected_accuracy(scores, item["answer"]))
             top.append(a["choice"] in best)

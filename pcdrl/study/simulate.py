@@ -17,7 +17,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from pcdrl.simulators.metrics import TIE_TOLERANCE
+from pcdrl.simulators.metrics import top_options
 from pcdrl.study.page_reader import ItemPage, read_form_token, read_item_page
 
 
@@ -70,8 +70,7 @@ def _request(session: Session, url: str, form: dict | None = None, timeout: floa
 
 def judge_choice(scores: list[float], rng: random.Random) -> int:
     """The judge's pick: its top-scoring option, a random one among ties (as expected_accuracy counts a tie)."""
-    top = max(scores)
-    tied = [i for i, s in enumerate(scores) if s >= top - TIE_TOLERANCE]
+    tied = top_options(scores)
     return tied[0] if len(tied) == 1 else rng.choice(tied)
 
 

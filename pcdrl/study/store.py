@@ -192,5 +192,11 @@ class StudyStore:
             rows = self._db.execute("SELECT id, slot, agent, created, plan FROM participants ORDER BY slot").fetchall()
         return [{"id": i, "slot": s, "agent": a, "created": c, "planned": len(json.loads(p))} for i, s, a, c, p in rows]
 
+    @property
+    def training_judge(self) -> str:
+        """The eval's training judge; the first judge when the eval was given other judges (none has that role)."""
+        judges = self.frozen["judges"]
+        return next((name for name, j in judges.items() if j.get("role") == "training"), next(iter(judges)))
+
     def block_size(self) -> int:
         return design.block_size(len(self.items), len(self.conditions), self.per_participant)
